@@ -1,0 +1,1 @@
+"""Weight conversion from reference implementations (timm, ml-cvnets, torchvision) to plugin checkpoints."""

@@ -1,0 +1,243 @@
+"""Everything that touches Ultralytics' internals lives here.
+
+Ultralytics resolves YAML module names against ``ultralytics.nn.tasks`` globals and infers channels only for its
+own classes (``parse_model``). The plugin wraps ``parse_model``: each plugin row is first built as a stand-in
+``Conv`` row, so Ultralytics itself injects ``c1``, scales ``c2`` by width and ``max_channels``, scales repeats by
+depth and tracks the channels of every later layer; the stand-in is then replaced by the real module, built from
+the channels and repeats the stand-in received. Nothing installed is edited: ``register()`` patches the loaded
+module object once per process, and the start-up hook (``yolo_mobilevit._startup``) calls it in every interpreter.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import difflib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .modules import YAML_MODULES, YamlModule
+from .modules.layers import make_divisible
+from .modules.rows import YamlArgError
+from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
+
+_ORIGINAL = "_yolo_mobilevit_original"
+
+
+class YamlRowError(ValueError):
+    """A model YAML row that the plugin cannot build; the message names the file, the layer and the fix."""
+
+
+def _row_label(d: dict, i: int) -> str:
+    file = d.get("yaml_file") or "<model dict>"
+    n_backbone = len(d.get("backbone") or [])
+    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+    return f"{file}: layer {i} ({section} row {j})"
+
+
+def _known_names(tasks: Any) -> list[str]:
+    ultra = [k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
+    return sorted({*YAML_MODULES, *ultra})
+
+
+def _resolve_strings(args: list, namespace: dict[str, Any]) -> list:
+    """Resolve string args as Ultralytics does: a parse_model variable (``nc``, ``width``...) or a literal."""
+    out = []
+    for a in args:
+        if isinstance(a, str):
+            if a in namespace:
+                a = namespace[a]
+            else:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    a = ast.literal_eval(a)
+        out.append(a)
+    return out
+
+
+def _scaling(d: dict) -> tuple[float, float, float, str | None]:
+    """(depth, width, max_channels, scale) as parse_model will use them, with a clear error for a bad letter."""
+    depth, width = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    max_channels, scale, scales = float("inf"), d.get("scale"), d.get("scales")
+    if scales:
+        scale = scale or next(iter(scales))
+        if scale not in scales:
+            file = d.get("yaml_file") or "<model dict>"
+            raise YamlRowError(
+                f"{file}: scale '{scale}' (from the file name) is not defined in this config's `scales`; "
+                f"it defines {list(scales)}. Name the file with one of those letters, e.g. "
+                f"'{Path(file).name.replace('-', f'{next(iter(scales))}-', 1)}'."
+            )
+        depth, width, max_channels = scales[scale]
+    return depth, width, max_channels, scale
+
+
+class _PlannedRow:
+    """A plugin row: the module class, its checked kwargs and where it sits."""
+
+    def __init__(self, cls: type[YamlModule], kwargs: dict[str, Any], label: str, row: list) -> None:
+        self.cls, self.kwargs, self.label, self.row = cls, kwargs, label, row
+
+
+def _plan(d: dict, tasks: Any) -> tuple[dict, dict[int, _PlannedRow]]:
+    """Check every row; return a copy of ``d`` with plugin rows swapped for stand-in ``Conv`` rows."""
+    depth, width, max_channels, scale = _scaling(d)
+    namespace = {
+        "nc": d.get("nc"),
+        "scale": scale,
+        "depth": depth,
+        "width": width,
+        "max_channels": max_channels,
+        "kpt_shape": d.get("kpt_shape", 1.0),
+        "reg_max": d.get("reg_max", 16),
+        "end2end": d.get("end2end"),
+    }
+    d = copy.deepcopy(d)
+    plan: dict[int, _PlannedRow] = {}
+    rows = (d.get("backbone") or []) + (d.get("head") or [])
+    for i, row in enumerate(rows):
+        label = _row_label(d, i)
+        if not isinstance(row, list) or len(row) != 4:
+            raise YamlRowError(f"{label} {row!r}: a row must be [from, repeats, module, args]")
+        f, n, name, args = row
+        if not isinstance(name, str):
+            raise YamlRowError(f"{label} {row!r}: the module name must be a string, got {name!r}")
+        if name in YAML_MODULES:
+            cls = YAML_MODULES[name]
+            if not isinstance(f, int):
+                raise YamlRowError(f"{label} {row!r}: {name} takes one input; `from` must be an int, got {f!r}")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise YamlRowError(f"{label} {row!r}: repeats ({cls.repeats_doc}) must be an int >= 1, got {n!r}")
+            try:
+                c2, kwargs = cls.bind_args(_resolve_strings(args, namespace) if isinstance(args, list) else args)
+            except YamlArgError as e:
+                raise YamlRowError(f"{label} {row!r}: {name} {e}. Expected args {cls.signature()}.") from None
+            for key in cls.width_scaled:  # same rule parse_model applies to c2
+                kwargs[key] = make_divisible(min(kwargs[key], max_channels) * width, 8)
+            if cls.passthrough and n != 1:
+                raise YamlRowError(f"{label} {row!r}: {name} is a passthrough row; repeats must be 1, got {n}")
+            plan[i] = _PlannedRow(cls, kwargs, label, row)
+            # Stand-ins Ultralytics knows: Conv gets c1 injected and c2/repeats scaled; nn.Identity keeps channels.
+            row[2], row[3] = ("nn.Identity", []) if cls.passthrough else ("Conv", [c2])
+        elif not (name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)):
+            close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise YamlRowError(
+                f"{label} {row!r}: unknown module '{name}'.{hint} "
+                f"Plugin modules: {', '.join(sorted(YAML_MODULES))}."
+            )
+    return d, plan
+
+
+class _Held(logging.Filter):
+    """Holds parse_model's table lines so plugin rows can be reprinted with their real module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
+    if planned.cls.passthrough:
+        c1 = c2 = None
+        n = 1
+    else:
+        convs = list(stand_in) if isinstance(stand_in, nn.Sequential) else [stand_in]
+        c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
+    try:
+        planned.cls.check_scaled(c2, n, planned.kwargs)
+        module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
+    except (YamlArgError, ValueError) as e:
+        raise YamlRowError(
+            f"{planned.label} {planned.row!r}: {planned.cls.__name__} {e}. Expected args {planned.cls.signature()}."
+        ) from None
+    module.i, module.f = stand_in.i, stand_in.f
+    module.type = f"{planned.cls.__module__}.{planned.cls.__qualname__}"
+    module.np = sum(p.numel() for p in module.parameters())
+    module.yaml_args = {"c1": c1, "c2": c2, "n": n, **planned.kwargs}
+    return module
+
+
+def make_parse_model(original: Any, tasks: Any) -> Any:
+    """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
+
+    def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+        staged, plan = _plan(d, tasks)
+        if not plan:
+            return original(staged, ch, verbose)
+        logger = tasks.LOGGER
+        held = _Held()
+        logger.addFilter(held)
+        try:
+            model, save = original(staged, ch, verbose)
+        finally:
+            logger.removeFilter(held)
+        for i, planned in plan.items():
+            model[i] = _build(planned, model[i])
+        for record in held.records:
+            i = next((i for i in plan if record.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)
+            if i is not None:
+                m = model[i]
+                args = list(m.yaml_args.values())[3:]
+                if not plan[i].cls.passthrough:
+                    args = [m.yaml_args["c1"], m.yaml_args["c2"], *args]
+                pad = " " if len(m.type) >= 45 else ""
+                line = f"{i:>3}{m.f!s:>20}{m.yaml_args['n']:>3}{m.np:10.0f}  {m.type:<45}{pad}{args!s:<30}"
+                record.msg, record.args = line, ()
+            logger.handle(record)
+        return model, save
+
+    parse_model.__wrapped__ = original
+    parse_model.__doc__ = original.__doc__
+    setattr(parse_model, _ORIGINAL, original)
+    return parse_model
+
+
+def safe_classes() -> list[type]:
+    """Plugin classes a checkpoint may reference; allowed for ``torch.load(weights_only=True)``."""
+    prefix = f"{__package__}.modules."
+    return [
+        obj
+        for name, module in list(sys.modules.items())
+        if name.startswith(prefix)
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == name
+    ]
+
+
+_REGISTERED = False
+
+
+def register() -> None:
+    """Teach the imported Ultralytics the plugin's YAML modules. Idempotent; raises on an unsupported version."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import ultralytics
+    from ultralytics.nn import tasks
+
+    check_ultralytics_version(ultralytics.__version__)
+    parse = getattr(tasks, "parse_model", None)
+    if parse is None or not callable(parse):
+        raise RuntimeError(
+            f"yolo-mobilevit cannot find ultralytics.nn.tasks.parse_model in ultralytics {ultralytics.__version__} "
+            f"(supported: {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX})."
+        )
+    if not hasattr(parse, _ORIGINAL):
+        tasks.parse_model = make_parse_model(parse, tasks)
+    if hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals(safe_classes())
+    _REGISTERED = True
+
+
+def is_registered() -> bool:
+    return _REGISTERED

@@ -1,0 +1,154 @@
+"""MobileViT v1 (Mehta & Rastegari, ICLR 2022): the MobileViT block and the stage that carries it.
+
+Reference: ``shared/reference/architectures.md`` section 1. Variants as YAML rows (c2, d, L, expansion):
+
+=========  ==============  ===============  ===============
+stage      XXS             XS               S
+=========  ==============  ===============  ===============
+layer3 P3  48, 64, 2, 2    64, 96, 2, 4     96, 144, 2, 4
+layer4 P4  64, 80, 4, 2    80, 120, 4, 4    128, 192, 4, 4
+layer5 P5  80, 96, 3, 2    96, 144, 3, 4    160, 240, 3, 4
+=========  ==============  ===============  ===============
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBNAct, InvertedResidual
+from .rows import Arg, YamlArgError, YamlModule
+
+PATCH = 2  # every published MobileViT uses 2x2 patches
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention via ``F.scaled_dot_product_attention``. (B, N, d) -> (B, N, d).
+
+    ``qkv`` is one Linear d -> 3d laid out [q | k | v], as in the reference implementations.
+    """
+
+    def __init__(self, dim: int, heads: int, attn_dropout: float = 0.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.attn_dropout = attn_dropout
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        return self.proj_drop(self.proj(y.transpose(1, 2).reshape(B, N, D)))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer: x + MHSA(LN(x)), then x + FFN(LN(x)) with a SiLU FFN of width ``2d``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def needs_resize(h: int, w: int, patch: int = PATCH) -> bool:
+    """Whether a map must be resized to a multiple of the patch (always true while tracing for export,
+    so that one exported graph serves every input size)."""
+    return bool(h % patch or w % patch) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """(B, d, H, W) -> (B * p*p, H/p * W/p, d): one sequence per intra-patch offset. Pure reshape/permute."""
+    B, D, H, W = x.shape
+    x = x.reshape(B, D, H // patch, patch, W // patch, patch).permute(0, 3, 5, 2, 4, 1)
+    return x.reshape(B * patch * patch, (H // patch) * (W // patch), D)
+
+
+def fold_patches(x: torch.Tensor, batch: int, height: int, width: int, patch: int = PATCH) -> torch.Tensor:
+    """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W)."""
+    D = x.shape[-1]
+    x = x.reshape(batch, patch, patch, height // patch, width // patch, D).permute(0, 5, 3, 1, 4, 2)
+    return x.reshape(batch, D, height, width)
+
+
+class MobileViTBlock(nn.Module):
+    """MobileViT v1 block (reference 1.3). (B, C, H, W) -> (B, C, H, W) for any H, W.
+
+    local 3x3 conv -> 1x1 to d -> unfold 2x2 patches -> L transformer layers + LN -> fold -> 1x1 to C ->
+    concat with the input -> 3x3 fusion conv. Maps with an odd side are resized bilinearly to the next even size
+    for the transformer and back, as in the reference implementations, so the output keeps the input's size.
+    """
+
+    def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv_local = ConvBNAct(c, c, k=3)
+        self.conv_in = nn.Conv2d(c, d, 1, bias=False)
+        self.transformer = nn.Sequential(*(TransformerLayer(d, heads, 2.0, dropout) for _ in range(depth)))
+        self.norm = nn.LayerNorm(d)
+        self.conv_proj = ConvBNAct(d, c, k=1)
+        self.conv_fusion = ConvBNAct(2 * c, c, k=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_in(self.conv_local(x))
+        B, _, H, W = y.shape
+        resize = needs_resize(H, W)
+        if resize:
+            Hp, Wp = (H + PATCH - 1) // PATCH * PATCH, (W + PATCH - 1) // PATCH * PATCH
+            y = F.interpolate(y, size=(Hp, Wp), mode="bilinear", align_corners=False)
+        else:
+            Hp, Wp = H, W
+        y = fold_patches(self.norm(self.transformer(unfold_patches(y))), B, Hp, Wp)
+        if resize:
+            y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
+        return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
+
+
+class MobileViTStage(YamlModule):
+    """A MobileViT v1 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViT blocks (the paper: 1).
+
+    YAML: ``[-1, 1, MobileViTStage, [c2, d, L, expansion, heads, dropout]]``; ``d`` (transformer width) scales
+    with the YAML width like ``c2``. (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
+    """
+
+    yaml_args: ClassVar = (
+        Arg("d", int),
+        Arg("L", int),
+        Arg("expansion", (int, float), 4),
+        Arg("heads", int, 4),
+        Arg("dropout", float, 0.0),
+    )
+    width_scaled: ClassVar = ("d",)
+    repeats_doc: ClassVar = "MobileViT blocks after the stride-2 MV2 block"
+
+    @classmethod
+    def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
+        d, heads, layers = kwargs["d"], kwargs["heads"], kwargs["L"]
+        if heads <= 0 or layers <= 0:
+            raise YamlArgError(f"expects positive L and heads, got L={layers}, heads={heads}")
+        if d % heads:
+            raise YamlArgError(f"transformer width d={d} (after width scaling) is not divisible by heads={heads}")
+        if not 0.0 <= kwargs["dropout"] < 1.0:
+            raise YamlArgError(f"expects 0 <= dropout < 1, got {kwargs['dropout']}")
+
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, d: int = 96, L: int = 2, expansion: float = 4, heads: int = 4, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
+        self.blocks = nn.Sequential(*(MobileViTBlock(c2, d, L, heads, dropout) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))

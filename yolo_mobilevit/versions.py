@@ -1,0 +1,31 @@
+"""The Ultralytics versions this plugin is tested against (kept in step with pyproject.toml)."""
+
+from __future__ import annotations
+
+ULTRALYTICS_MIN = "8.4.0"
+ULTRALYTICS_MAX = "8.4.190"
+
+
+def _parse(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def is_supported(version: str) -> bool:
+    return _parse(ULTRALYTICS_MIN) <= _parse(version) <= _parse(ULTRALYTICS_MAX)
+
+
+class UnsupportedUltralyticsError(RuntimeError):
+    pass
+
+
+def check_ultralytics_version(version: str) -> None:
+    if not is_supported(version):
+        raise UnsupportedUltralyticsError(
+            f"yolo-mobilevit supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX}, but ultralytics {version} "
+            f"is installed. Install a supported version: pip install 'ultralytics>={ULTRALYTICS_MIN},"
+            f"<={ULTRALYTICS_MAX}' (or set YOLO_MOBILEVIT_AUTOLOAD=0 to use Ultralytics without the plugin)."
+        )
