@@ -163,7 +163,7 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
     module.i, module.f = stand_in.i, stand_in.f
     module.type = f"{planned.cls.__module__}.{planned.cls.__qualname__}"
     module.np = sum(p.numel() for p in module.parameters())
-    module.yaml_args = {"c1": c1, "c2": c2, "n": n, **planned.kwargs}
+    module.row_args = {"c1": c1, "c2": c2, "n": n, **planned.kwargs}
     return module
 
 
@@ -187,11 +187,11 @@ def make_parse_model(original: Any, tasks: Any) -> Any:
             i = next((i for i in plan if record.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)
             if i is not None:
                 m = model[i]
-                args = list(m.yaml_args.values())[3:]
+                args = list(m.row_args.values())[3:]
                 if not plan[i].cls.passthrough:
-                    args = [m.yaml_args["c1"], m.yaml_args["c2"], *args]
+                    args = [m.row_args["c1"], m.row_args["c2"], *args]
                 pad = " " if len(m.type) >= 45 else ""
-                line = f"{i:>3}{m.f!s:>20}{m.yaml_args['n']:>3}{m.np:10.0f}  {m.type:<45}{pad}{args!s:<30}"
+                line = f"{i:>3}{m.f!s:>20}{m.row_args['n']:>3}{m.np:10.0f}  {m.type:<45}{pad}{args!s:<30}"
                 record.msg, record.args = line, ()
             logger.handle(record)
         return model, save
