@@ -77,6 +77,12 @@ def _scaling(d: dict) -> tuple[float, float, float, str | None]:
     return depth, width, max_channels, scale
 
 
+def _row_message(label: str, row: list, cls: type[YamlModule], error: Exception) -> str:
+    signature = cls.signature()
+    expected = "" if signature in str(error) else f" Expected args {signature}."
+    return f"{label} {row!r}: {cls.__name__} {error}.{expected}"
+
+
 class _PlannedRow:
     """A plugin row: the module class, its checked kwargs and where it sits."""
 
@@ -116,7 +122,7 @@ def _plan(d: dict, tasks: Any) -> tuple[dict, dict[int, _PlannedRow]]:
             try:
                 c2, kwargs = cls.bind_args(_resolve_strings(args, namespace) if isinstance(args, list) else args)
             except YamlArgError as e:
-                raise YamlRowError(f"{label} {row!r}: {name} {e}. Expected args {cls.signature()}.") from None
+                raise YamlRowError(_row_message(label, row, cls, e)) from None
             for key in cls.width_scaled:  # same rule parse_model applies to c2
                 kwargs[key] = make_divisible(min(kwargs[key], max_channels) * width, 8)
             if cls.passthrough and n != 1:
@@ -157,9 +163,7 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
         planned.cls.check_scaled(c2, n, planned.kwargs)
         module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
     except (YamlArgError, ValueError) as e:
-        raise YamlRowError(
-            f"{planned.label} {planned.row!r}: {planned.cls.__name__} {e}. Expected args {planned.cls.signature()}."
-        ) from None
+        raise YamlRowError(_row_message(planned.label, planned.row, planned.cls, e)) from None
     module.i, module.f = stand_in.i, stand_in.f
     module.type = f"{planned.cls.__module__}.{planned.cls.__qualname__}"
     module.np = sum(p.numel() for p in module.parameters())

@@ -1,1 +1,146 @@
-"""Weight conversion from reference implementations (timm, ml-cvnets, torchvision) to plugin checkpoints."""
+"""Weight conversion from reference implementations (timm, ml-cvnets, torchvision) to plugin checkpoints.
+
+``convert_checkpoint(source, cfg, output)`` builds the plugin config ``cfg`` as an Ultralytics model, maps the
+source's backbone tensors onto it and writes an Ultralytics checkpoint (``{"model": DetectionModel, ...}``, fp32),
+so that ``yolo train model=<cfg> pretrained=<output>`` transfers the backbone by name. The command line is
+``yolo-mobilevit convert SOURCE --cfg CFG -o OUTPUT``.
+
+Adding a family (the contract)
+------------------------------
+One module per family, ``yolo_mobilevit/convert/<family>.py``, listed in :data:`FAMILY_MODULES` below (a listed
+module that is not installed yet is skipped). At import it calls :func:`register_format` once per source format::
+
+    register_format(SourceFormat(
+        name="torchvision-mobilenet_v2",          # unique; what --format accepts
+        description="torchvision mobilenet_v2 state_dict",
+        detect=lambda sd: "features.18.0.weight" in sd,   # (source state_dict) -> bool; cheap key/shape test
+        map_state_dict=map_mobilenet_v2,          # (source state_dict, model) -> {target_key: tensor}
+        load_name=None,                           # optional (name) -> state_dict | None, for hub/model names
+        ignored=("classifier.",),                 # source key prefixes that never map (heads, final convs)
+    ))
+
+``map_state_dict(source, model)``
+    ``source`` is the flat source state_dict (``str -> Tensor``; wrappers such as ``{"state_dict": ...}``, the
+    ``module.`` prefix and timm's ``features_only`` names ``stages_0`` -> ``stages.0`` are already removed).
+    ``model`` is the built Ultralytics ``nn`` model (e.g. ``DetectionModel``); :func:`plugin_rows` lists its plugin
+    backbone rows ``(index, module)`` in order, and :func:`map_by_name` does the usual walk given a function
+    ``(row position, row module, local key) -> source key``. Return ``{target_key: source_tensor}`` with target keys of
+    ``model.state_dict()`` (``"model.3.blocks.0.conv_in.weight"``). Return tensors unchanged (no copies, no
+    reshapes unless a layout truly differs), and do not check shapes: the caller compares every returned tensor
+    with the model, refuses mismatches naming tensor and both shapes, and reports which source tensors were unused
+    and which backbone tensors stayed unloaded. Raise :class:`ConversionError` when the config's structure cannot
+    take the source at all (e.g. a MobileViT checkpoint into a MobileNet config), saying what was expected.
+``detect(source)``
+    True when the state_dict is in this format; used when ``--format`` is not given. Formats must not overlap.
+``ignored``
+    Prefixes of source keys that are not backbone (classifier heads, a final 1x1 conv the configs drop): left
+    unused without complaint. Any other unused source tensor makes a strict conversion fail, so that a config with
+    fewer layers than the checkpoint is refused rather than silently truncated.
+``load_name(name)``
+    Optional: resolve a non-file source (e.g. a timm model name) to a state_dict, importing heavy libraries lazily
+    and only needing the network when the name is not cached. Return None when the name is not this format's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+from typing import Callable
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+
+#: Family converter modules (``yolo_mobilevit.convert.<name>``), imported on first use of the registry.
+FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet")
+
+
+class ConversionError(ValueError):
+    """A source checkpoint that does not fit the target config; the message names tensors and shapes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFormat:
+    """One source checkpoint layout and how its tensors map onto a plugin model."""
+
+    name: str
+    description: str
+    detect: Callable[[StateDict], bool]
+    map_state_dict: Callable[[StateDict, nn.Module], StateDict]
+    load_name: Callable[[str], StateDict | None] | None = None
+    ignored: tuple[str, ...] = ()
+
+
+#: Registered source formats by name (filled by the family modules; use :func:`formats` to read it).
+FORMATS: dict[str, SourceFormat] = {}
+_LOADED = False
+
+
+def register_format(fmt: SourceFormat) -> SourceFormat:
+    """Add ``fmt`` to the registry; a name may be registered once (re-importing the same module is fine)."""
+    old = FORMATS.get(fmt.name)
+    if old is not None and old.map_state_dict.__module__ != fmt.map_state_dict.__module__:
+        raise ValueError(f"source format {fmt.name!r} is already registered by {old.map_state_dict.__module__}")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def formats() -> dict[str, SourceFormat]:
+    """Every registered source format, importing the family modules on first call."""
+    global _LOADED
+    if not _LOADED:
+        for family in FAMILY_MODULES:
+            name = f"{__name__}.{family}"
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        _LOADED = True
+    return FORMATS
+
+
+def plugin_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
+    """The plugin rows of an Ultralytics model's backbone that carry tensors, ``[(layer index, module), ...]``.
+
+    The backbone is ``model.yaml["backbone"]``'s rows of ``model.model``. Rows without state (``ImageNorm``,
+    passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so position 0 is the stem."""
+    from ..modules import YamlModule
+
+    layers = model.model
+    n_backbone = len(model.yaml["backbone"]) if isinstance(getattr(model, "yaml", None), dict) else len(layers)
+    return [(i, m) for i, m in enumerate(layers[:n_backbone]) if isinstance(m, YamlModule) and m.state_dict()]
+
+
+def map_by_name(
+    source: StateDict, model: nn.Module, source_key: Callable[[int, nn.Module, str], str | None]
+) -> StateDict:
+    """Helper for ``map_state_dict``: walk the plugin backbone rows and take, for each local tensor name of the
+    ``k``-th row, ``source[source_key(k, row_module, local_key)]`` when that key exists (None skips the tensor).
+
+    Returns ``{"model.<layer>.<local_key>": source tensor}``."""
+    out = {}
+    for k, (i, module) in enumerate(plugin_rows(model)):
+        for local in module.state_dict():
+            key = source_key(k, module, local)
+            if key is not None and key in source:
+                out[f"model.{i}.{local}"] = source[key]
+    return out
+
+
+from .core import ConversionReport, convert_checkpoint, load_source, map_weights  # noqa: E402
+
+__all__ = [
+    "FAMILY_MODULES",
+    "FORMATS",
+    "ConversionError",
+    "ConversionReport",
+    "SourceFormat",
+    "StateDict",
+    "convert_checkpoint",
+    "formats",
+    "load_source",
+    "map_by_name",
+    "map_weights",
+    "plugin_rows",
+    "register_format",
+]

@@ -1,18 +1,39 @@
 """Backbone modules, one file per family; importing this package registers every YAML row name."""
 
 from . import layers, mobileformer, mobilenet, mobilevit, mobilevitv2
-from .layers import BatchNorm2d, ConvBNAct, InvertedResidual, MV2Stage
+from .layers import BatchNorm2d, ConvBNAct, ImageNorm, InvertedResidual, MV2Stage, SqueezeExcite
+from .mobileformer import (
+    MobileFormerBlock,
+    MobileFormerDown,
+    MobileFormerLite,
+    MobileFormerTap,
+    MobileFormerTokens,
+)
+from .mobilenet import DepthwiseSeparable, MobileNetV1Stage, MobileNetV3Stage
 from .mobilevit import MobileViTBlock, MobileViTStage
+from .mobilevitv2 import MobileViTv2Block, MobileViTv2Stage
 from .rows import YAML_MODULES, YamlModule
 
 __all__ = [
     "YAML_MODULES",
     "BatchNorm2d",
     "ConvBNAct",
+    "DepthwiseSeparable",
+    "ImageNorm",
     "InvertedResidual",
     "MV2Stage",
+    "MobileFormerBlock",
+    "MobileFormerDown",
+    "MobileFormerLite",
+    "MobileFormerTap",
+    "MobileFormerTokens",
+    "MobileNetV1Stage",
+    "MobileNetV3Stage",
     "MobileViTBlock",
     "MobileViTStage",
+    "MobileViTv2Block",
+    "MobileViTv2Stage",
+    "SqueezeExcite",
     "YamlModule",
     "layers",
     "mobileformer",

@@ -45,23 +45,37 @@ class BatchNorm2d(nn.BatchNorm2d):
 class ConvBNAct(YamlModule):
     """Conv2d (no bias) -> BatchNorm -> activation. (B, c1, H, W) -> (B, c2, ceil(H/s), ceil(W/s)).
 
-    YAML: ``[-1, 1, ConvBNAct, [c2, k, s, act]]``, e.g. a MobileViT stem ``[16, 3, 2]``.
+    YAML: ``[-1, 1, ConvBNAct, [c2, k, s, act, bn_eps, bn_momentum]]``, e.g. a MobileViT stem ``[16, 3, 2]`` or
+    a MobileNetV3 stem ``[16, 3, 2, hardswish, 0.001, 0.01]`` (torchvision's BN settings for V3).
     """
 
     yaml_args: ClassVar = (
         Arg("k", int, 3),
         Arg("s", int, 1),
         Arg("act", str, "silu", tuple(ACTIVATIONS)),
+        Arg("bn_eps", float, 1e-5),
+        Arg("bn_momentum", float, 0.1),
     )
 
     def __init__(
-        self, c1: int, c2: int, n: int = 1, k: int = 3, s: int = 1, act: str | None = "silu", groups: int = 1
+        self,
+        c1: int,
+        c2: int,
+        n: int = 1,
+        k: int = 3,
+        s: int = 1,
+        act: str | None = "silu",
+        groups: int = 1,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         if n != 1:
             raise ValueError(f"ConvBNAct builds one conv; repeats must be 1, got {n}")
+        if not (bn_eps > 0 and 0 <= bn_momentum <= 1):
+            raise ValueError(f"expects bn_eps > 0 and 0 <= bn_momentum <= 1, got {bn_eps}, {bn_momentum}")
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=groups, bias=False)
-        self.bn = BatchNorm2d(c2)
+        self.bn = BatchNorm2d(c2, eps=bn_eps, momentum=bn_momentum)
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +87,7 @@ class InvertedResidual(nn.Module):
 
     (B, c1, H, W) -> (B, c2, H/stride, W/stride). The expand conv is skipped when ``expansion == 1``.
     ``se`` is an optional module applied after the depthwise conv (MobileNetV3's squeeze-excite).
+    ``bn_eps``/``bn_momentum`` set every BatchNorm of the block (torchvision's MobileNetV3: 1e-3 / 0.01).
     """
 
     def __init__(
@@ -85,14 +100,17 @@ class InvertedResidual(nn.Module):
         kernel: int = 3,
         hidden: int | None = None,
         se: nn.Module | None = None,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         hidden = hidden or make_divisible(c1 * expansion, 8)
+        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.use_residual = stride == 1 and c1 == c2
-        self.expand = ConvBNAct(c1, hidden, k=1, act=act) if hidden != c1 else nn.Identity()
-        self.depthwise = ConvBNAct(hidden, hidden, k=kernel, s=stride, act=act, groups=hidden)
+        self.expand = ConvBNAct(c1, hidden, k=1, act=act, **bn) if hidden != c1 else nn.Identity()
+        self.depthwise = ConvBNAct(hidden, hidden, k=kernel, s=stride, act=act, groups=hidden, **bn)
         self.se = se if se is not None else nn.Identity()
-        self.project = ConvBNAct(hidden, c2, k=1, act=None)
+        self.project = ConvBNAct(hidden, c2, k=1, act=None, **bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.depthwise(self.expand(x))))
@@ -125,4 +143,80 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__: list[Any] = ["BatchNorm2d", "ConvBNAct", "InvertedResidual", "MV2Stage", "make_divisible", "count_params"]
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite: x * gate(expand(act(reduce(mean_HW(x))))). (B, c, H, W) -> (B, c, H, W).
+
+    MobileNetV3 uses ``squeeze = make_divisible(c / 4, 8)``, a ReLU and a hard-sigmoid gate.
+    """
+
+    def __init__(self, c: int, squeeze: int, act: str = "relu", gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        gates = {"hardsigmoid": nn.Hardsigmoid, "sigmoid": nn.Sigmoid}
+        if gate not in gates:
+            raise ValueError(f"unknown gate {gate!r}; choose one of {list(gates)}")
+        self.reduce = nn.Conv2d(c, squeeze, 1)
+        self.act = make_activation(act)
+        self.expand = nn.Conv2d(squeeze, c, 1)
+        self.gate = gates[gate]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+
+#: Input statistics (mean, std) per preset; Ultralytics feeds RGB in [0, 1].
+NORM_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision; timm *.ra_in1k, *.lamb_in1k
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # timm *.ra4_e3600_r224_in1k
+    "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # timm *.miil_in21k*, MobileViT
+}
+
+
+def norm_preset(mean: tuple[float, ...], std: tuple[float, ...], tol: float = 1e-6) -> str | None:
+    """The :data:`NORM_PRESETS` name for ``(mean, std)`` (e.g. a timm ``pretrained_cfg``), or None."""
+    for name, (m, s) in NORM_PRESETS.items():
+        if len(mean) == len(std) == 3 and all(abs(a - b) <= tol for a, b in zip((*mean, *std), (*m, *s))):
+            return name
+    return None
+
+
+class ImageNorm(YamlModule):
+    """Per-channel input normalisation ``(x - mean) / std`` with preset statistics, as buffers (exports as Sub/Div).
+
+    YAML: ``[-1, 1, ImageNorm, [preset]]`` as the first backbone row, a passthrough row (no c2; 3 -> 3 channels).
+    Backbones pretrained on normalised images need it because Ultralytics only divides by 255.
+    (B, 3, H, W) -> (B, 3, H, W).
+    """
+
+    yaml_args: ClassVar = (Arg("preset", str, "imagenet", tuple(NORM_PRESETS)),)
+    passthrough: ClassVar = True
+    repeats_doc: ClassVar = "must be 1"
+
+    def __init__(self, preset: str = "imagenet") -> None:
+        super().__init__()
+        if preset not in NORM_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {list(NORM_PRESETS)}")
+        self.preset = preset
+        mean, std = NORM_PRESETS[preset]
+        # Not persistent: the preset defines them, so checkpoints and converted weights never carry stale copies.
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"preset={self.preset!r}"
+
+
+__all__: list[Any] = [
+    "BatchNorm2d",
+    "ConvBNAct",
+    "ImageNorm",
+    "InvertedResidual",
+    "MV2Stage",
+    "NORM_PRESETS",
+    "SqueezeExcite",
+    "count_params",
+    "make_divisible",
+    "norm_preset",
+]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install yolo-mobilevit into ./.venv and train a YOLOv8 on a MobileViT-XS backbone from the plain `yolo` CLI.
+# Uses ../shared/datasets/coco8 when present (offline), else Ultralytics' own coco8.yaml (downloads it).
+# Override with: DATA=path/to/data.yaml EPOCHS=30 IMGSZ=320 bash examples/quickstart.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# torch 2.14.1 / torchvision 0.29.1 are the tested pair (any torch>=2.4 works); then the plugin and its test extras.
+python -m pip install -q torch==2.14.1 torchvision==0.29.1
+python -m pip install -q -e ".[test]"
+
+default_data=coco8.yaml
+[ -f ../shared/datasets/coco8/coco8.yaml ] && default_data=$(realpath ../shared/datasets/coco8/coco8.yaml)
+yolo train model=cfg/yolov8n-mobilevit.yaml data="${DATA:-$default_data}" epochs="${EPOCHS:-10}" imgsz="${IMGSZ:-320}" \
+    batch=8 device=cpu project=runs/quickstart name=train exist_ok=True
+yolo predict model=runs/quickstart/train/weights/best.pt source="$(dirname "${DATA:-$default_data}")/images/val" \
+    imgsz="${IMGSZ:-320}" device=cpu project=runs/quickstart name=predict exist_ok=True

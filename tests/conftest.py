@@ -1,0 +1,64 @@
+"""Shared test fixtures: repo paths, the offline datasets, and a `yolo` CLI runner that uses fresh interpreters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = REPO / "cfg"
+DATASETS = Path(os.environ.get("YOLO_MOBILEVIT_DATASETS", REPO.parent / "shared" / "datasets"))
+YOLO_BIN = Path(sys.executable).with_name("yolo")
+SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml"))
+
+
+def dataset_yaml(name: str) -> Path:
+    path = DATASETS / name / f"{name}.yaml"
+    if not path.exists():
+        pytest.fail(f"dataset {path} not found; set YOLO_MOBILEVIT_DATASETS to the folder holding {name}/")
+    return path
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command in a fresh interpreter; fail the test with its output if it exits non-zero."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1", **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def yolo(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run([str(YOLO_BIN), *args], cwd=cwd, env=env)
+
+
+def train_args(
+    model: str | Path, project: Path, name: str = "train", epochs: int = 1, imgsz: int = 64, workers: int = 0
+) -> list[str]:
+    return [
+        "train",
+        f"model={model}",
+        f"data={dataset_yaml('coco8')}",
+        f"epochs={epochs}",
+        f"imgsz={imgsz}",
+        "batch=4",
+        f"workers={workers}",
+        "device=cpu",
+        f"project={project}",
+        f"name={name}",
+        "exist_ok=True",
+        "plots=False",
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `yolo train` of the flagship config from the plain CLI (the plugin is never imported explicitly), with
+    dataloader worker processes."""
+    root = tmp_path_factory.mktemp("flagship")
+    yolo(*train_args(CFG / "yolov8n-mobilevit.yaml", root, workers=2), cwd=root)
+    return root / "train"

@@ -1,0 +1,89 @@
+"""timm MobileViT references for the v2, conversion and parity tests: random weights with non-trivial norm
+statistics, saved as a plain state_dict, and their stage outputs."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CFG
+from torch import nn
+
+timm = pytest.importorskip("timm")
+
+#: timm name -> plugin config carrying the same backbone
+CONFIGS = {
+    "mobilevit_xxs": "yolov8-mobilevit-xxs.yaml",
+    "mobilevit_xs": "yolov8-mobilevit.yaml",
+    "mobilevit_s": "yolov8-mobilevit-s.yaml",
+    "mobilevitv2_050": "yolov8-mobilevitv2-050.yaml",
+    "mobilevitv2_075": "yolov8-mobilevitv2-075.yaml",
+    "mobilevitv2_100": "yolov8-mobilevitv2.yaml",
+    "mobilevitv2_125": "yolov8-mobilevitv2-125.yaml",
+    "mobilevitv2_150": "yolov8-mobilevitv2-150.yaml",
+    "mobilevitv2_175": "yolov8-mobilevitv2-175.yaml",
+    "mobilevitv2_200": "yolov8-mobilevitv2-200.yaml",
+}
+
+
+def config(name: str) -> Path:
+    return CFG / CONFIGS[name]
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm/GroupNorm/LayerNorm non-default affine parameters and running statistics, so that
+    a wrongly mapped or re-initialized norm shows up in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+                m.num_batches_tracked.fill_(1000)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def reference(name: str) -> nn.Module:
+    """timm ``name`` with seeded random weights (incl. norm statistics), eval mode."""
+    torch.manual_seed(0)
+    return randomize_norms(timm.create_model(name)).eval()
+
+
+def save_reference(name: str, folder: Path) -> Path:
+    path = folder / f"{name}.pth"
+    if not path.exists():
+        torch.save(reference(name).state_dict(), path)
+    return path
+
+
+def features_only(name: str) -> nn.Module:
+    """timm's ``features_only`` model of ``name`` carrying the reference weights (its keys say ``stages_N``)."""
+    feats = timm.create_model(name, features_only=True, out_indices=(2, 3, 4)).eval()
+    state = {k.replace("stages.", "stages_", 1): v for k, v in reference(name).state_dict().items()}
+    feats.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    return feats
+
+
+def timm_p3_p5(feats: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """P3/P4/P5 of a ``features_only`` model: its stride-8/16 outputs and the last stage's output (for v1,
+    features_only's stride-32 map is ``final_conv``, which the configs do not use; for v2 that is Identity)."""
+    taps: list[torch.Tensor] = []
+    handle = feats.stages_4.register_forward_hook(lambda m, i, o: taps.append(o))
+    try:
+        p3, p4, last = feats(images)
+    finally:
+        handle.remove()
+    if isinstance(feats.final_conv, nn.Identity):
+        assert torch.equal(last, taps[0])
+    return [p3, p4, taps[0]]
+
+
+def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |ours - ref| / max |ref|."""
+    return ((ours - ref).abs().max() / ref.abs().max()).item()

@@ -1,0 +1,99 @@
+"""Every shipped config builds, feeds the neck the right P3/P4/P5 maps at any size, and matches the paper."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+from conftest import CFG, SHIPPED_CONFIGS
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+from yolo_mobilevit.features import backbone_features
+from yolo_mobilevit.modules import MobileViTStage
+
+DETECT_CONFIGS = [c for c in SHIPPED_CONFIGS if not c.endswith(("-seg.yaml", "-pose.yaml", "-obb.yaml", "-cls.yaml"))]
+MOBILEVIT_V1 = {"yolov8-mobilevit-xxs.yaml": "xxs", "yolov8-mobilevit.yaml": "xs", "yolov8-mobilevit-s.yaml": "s"}
+
+
+@functools.lru_cache(maxsize=None)
+def build(config: str, scale: str) -> DetectionModel:
+    stem, suffix = config.split("-", 1)  # yolov8-mobilevit.yaml -> yolov8n-mobilevit.yaml
+    return DetectionModel(str(CFG / f"{stem}{scale}-{suffix}"), verbose=False).eval()
+
+
+@pytest.mark.parametrize("scale", ["n", "s"])
+@pytest.mark.parametrize("config", DETECT_CONFIGS)
+def test_config_builds_and_detects(config, scale):
+    model = build(config, scale)
+    assert model.yaml["scale"] == scale
+    strides = model.stride.tolist()
+    assert strides == [8.0, 16.0, 32.0]
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 64, 96))
+    assert y[0].shape[:2] == (1, 4 + model.yaml["nc"])
+
+
+# Every config at small odd-map sizes; the large sizes (rect val at 640 gives 672: P5 21x21) on one config per family.
+SMALL_SIZES, LARGE_SIZES = [(160, 160), (200, 328)], [(640, 640), (672, 672), (352, 640)]
+FAMILY_FLAGSHIPS = [
+    c
+    for c in (
+        "yolov8-mobilevit.yaml",
+        "yolo11-mobilevit.yaml",
+        "yolov8-mobilevitv2.yaml",
+        "yolov8-mobilenetv2.yaml",
+        "yolov8-mobilenetv3-large.yaml",
+        "yolov8-mobileformer-151m.yaml",
+    )
+    if c in DETECT_CONFIGS
+]
+SHAPE_CASES = [(c, hw) for c in DETECT_CONFIGS for hw in SMALL_SIZES] + [
+    (c, hw) for c in FAMILY_FLAGSHIPS for hw in LARGE_SIZES
+]
+
+
+@pytest.mark.parametrize(("config", "hw"), SHAPE_CASES)
+def test_backbone_yields_p3_p4_p5_at_any_size(config, hw):
+    """The backbone emits ceil(H/s) x ceil(W/s) maps at strides 8, 16, 32 for any input, odd maps included."""
+    model = build(config, "n")
+    with torch.no_grad():
+        feats = backbone_features(model, torch.rand(1, 3, *hw))
+    assert list(feats) == ["P3", "P4", "P5"]
+    for level, stride in (("P3", 8), ("P4", 16), ("P5", 32)):
+        assert tuple(feats[level].shape[-2:]) == (math.ceil(hw[0] / stride), math.ceil(hw[1] / stride)), level
+
+
+@pytest.mark.parametrize("hw", [(672, 672), (352, 640)])
+def test_full_detector_on_rect_sizes(hw):
+    model = build("yolov8-mobilevit.yaml", "n")
+    with torch.no_grad():
+        y = model(torch.rand(2, 3, *hw))
+    anchors = sum(math.ceil(hw[0] / s) * math.ceil(hw[1] / s) for s in (8, 16, 32))
+    assert tuple(y[0].shape) == (2, 84, anchors)
+
+
+@pytest.mark.parametrize(("config", "variant"), sorted(MOBILEVIT_V1.items()))
+def test_backbone_matches_timm_parameter_counts(config, variant):
+    timm = pytest.importorskip("timm", reason="timm is a test dependency: pip install -e '.[test]'")
+    reference = timm.create_model(f"mobilevit_{variant}", pretrained=False)
+    ref_stages = [reference.stem, *reference.stages]
+    model = build(config, "n")
+    ours = list(model.model[:6])
+    assert [sum(p.numel() for p in m.parameters()) for m in ours] == [
+        sum(p.numel() for p in m.parameters()) for m in ref_stages
+    ]
+    assert [type(m) for m in ours[3:6]] == [MobileViTStage] * 3
+
+
+def test_scale_s_doubles_backbone_widths():
+    n, s = build("yolov8-mobilevit.yaml", "n"), build("yolov8-mobilevit.yaml", "s")
+    for layer_n, layer_s in zip(n.model[:6], s.model[:6]):
+        assert layer_s.row_args["c2"] == 2 * layer_n.row_args["c2"]
+    assert s.model[3].row_args["d"] == 2 * n.model[3].row_args["d"]
+
+
+def test_scale_letter_resolves_to_unlettered_file():
+    d = yaml_model_load(CFG / "yolov8s-mobilevit.yaml")
+    assert d["scale"] == "s" and d["backbone"][3][2] == "MobileViTStage"

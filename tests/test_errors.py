@@ -1,0 +1,99 @@
+"""A malformed plugin row fails at build time with a message naming the file, the layer and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ultralytics.nn.tasks import DetectionModel
+
+from yolo_mobilevit.integration import YamlRowError
+from yolo_mobilevit.versions import UnsupportedUltralyticsError, check_ultralytics_version
+
+HEAD = """
+head:
+  - [[2, 3, 4], 1, Detect, [nc]]
+"""
+
+
+def write_config(tmp_path: Path, backbone: str, name: str = "bad-mobilevit.yaml", extra: str = "") -> Path:
+    path = tmp_path / name
+    path.write_text(f"nc: 2\n{extra}backbone:\n{backbone}{HEAD}")
+    return path
+
+
+GOOD = [
+    "  - [-1, 1, ConvBNAct, [16, 3, 2]]",
+    "  - [-1, 1, MV2Stage, [24, 2]]",
+    "  - [-1, 1, MobileViTStage, [32, 64, 1]]",
+    "  - [-1, 1, MobileViTStage, [48, 64, 1]]",
+    "  - [-1, 1, MobileViTStage, [64, 64, 1]]",
+]
+
+
+def with_row(index: int, row: str) -> str:
+    rows = list(GOOD)
+    rows[index] = f"  - {row}"
+    return "\n".join(rows) + "\n"
+
+
+def build_error(tmp_path: Path, backbone: str, **kwargs) -> str:
+    cfg = write_config(tmp_path, backbone, **kwargs)
+    with pytest.raises(YamlRowError) as err:
+        DetectionModel(str(cfg), verbose=False)
+    message = str(err.value)
+    assert str(cfg) in message
+    return message
+
+
+def test_good_rows_build(tmp_path):
+    model = DetectionModel(str(write_config(tmp_path, "\n".join(GOOD) + "\n")), verbose=False)
+    assert model.stride.tolist() == [8.0, 16.0, 32.0]
+
+
+@pytest.mark.parametrize(
+    ("index", "row", "expected"),
+    [
+        (2, "[-1, 1, MobileViTStage, [32]]", "layer 2 (backbone row 2)"),
+        (2, "[-1, 1, MobileViTStage, [32]]", "MobileViTStage expects 3 to 6 arguments [c2, d, L, expansion=4, heads=4, dropout=0.0], got 1"),
+        (2, "[-1, 1, MobileViTStage, [32, 64.5, 2]]", "expects d to be int, got 64.5"),
+        (2, "[-1, 1, MobileViTStage, [32, 60, 2, 4, 5]]", "d=64 (after width scaling) is not divisible by heads=5"),
+        (1, "[-1, 1, MV2Stage, [24, 2, 4, swish]]", "unknown act 'swish'; choose one of ['silu', 'relu', 'relu6', 'hardswish', 'gelu', 'none']"),
+        (1, "[-1, 0, MV2Stage, [24, 2]]", "repeats (blocks) must be an int >= 1, got 0"),
+        (1, "[[-1, 0], 1, MV2Stage, [24, 2]]", "MV2Stage takes one input; `from` must be an int"),
+        (0, "[-1, 2, ConvBNAct, [16, 3, 2]]", "ConvBNAct builds one conv; repeats must be 1, got 2"),
+    ],
+)
+def test_malformed_rows(tmp_path, index, row, expected):
+    message = build_error(tmp_path, with_row(index, row))
+    assert f"layer {index}" in message
+    assert expected in message
+
+
+def test_misspelt_module_suggests_closest(tmp_path):
+    message = build_error(tmp_path, with_row(2, "[-1, 1, MobileVitStage, [32, 64, 1]]"))
+    assert "unknown module 'MobileVitStage'. Did you mean 'MobileViTStage'?" in message
+
+
+def test_misspelt_ultralytics_module_suggests_closest(tmp_path):
+    message = build_error(tmp_path, with_row(0, "[-1, 1, Cnov, [16, 3, 2]]"))
+    assert "Did you mean 'Conv'?" in message
+
+
+def test_undefined_scale_letter(tmp_path):
+    extra = "scales:\n  n: [1.0, 1.0, 1024]\n"
+    cfg = write_config(tmp_path, "\n".join(GOOD) + "\n", name="yolov8-mobilevit-custom.yaml", extra=extra)
+    lettered = cfg.with_name("yolov8x-mobilevit-custom.yaml")
+    with pytest.raises(YamlRowError, match=r"scale 'x' \(from the file name\) is not defined .* defines \['n'\]"):
+        DetectionModel(str(lettered), verbose=False)
+
+
+@pytest.mark.parametrize("version", ["8.3.253", "8.5.0", "9.0.0"])
+def test_version_outside_supported_range(version):
+    with pytest.raises(UnsupportedUltralyticsError, match=f"supports ultralytics 8.4.0 to 8.4.190, but ultralytics {version}"):
+        check_ultralytics_version(version)
+
+
+@pytest.mark.parametrize("version", ["8.4.0", "8.4.100", "8.4.190"])
+def test_versions_inside_supported_range(version):
+    check_ultralytics_version(version)
