@@ -1,21 +1,29 @@
-"""Params and GFLOPs of the shipped configs beside stock YOLOv8n and YOLO11n.
+"""Params, GFLOPs and (optionally) CPU latency of the shipped configs beside stock YOLOv8n and YOLO11n.
 
-Usage: python benchmarks/model_table.py [--imgsz 640] [--configs cfg/yolov8n-mobilevit.yaml ...] [--out FILE.md]
+Usage: python benchmarks/model_table.py [--imgsz 640] [--configs CFG ...] [--latency [--threads 2] [--repeats 20]
+       [--warmup 3]] [--out FILE.md]
 
-Two GFLOPs columns: Ultralytics' own figure (thop: convolutions and linear layers, what `yolo` prints) and ours
-(torch's FLOP counter plus attention: what the hardware computes). GFLOPs = 2 x multiply-accumulates.
+GFLOPs = 2 x multiply-accumulates, two ways: Ultralytics' figure (thop: what `yolo` prints; it does not see fused
+attention kernels) and torch's FLOP counter with attention added (what the hardware computes).
+Latency: batch 1, fp32, PyTorch eager (`torch.inference_mode`; no BN folding for any model, since Ultralytics'
+`fuse()` only folds its own conv classes), `--threads` intra-op threads, median and minimum of `--repeats` timed
+forwards taken round-robin over the models (background load falls on every model alike) after `--warmup` ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
+import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.torch_utils import get_flops
 
+import yolo_mobilevit
 from yolo_mobilevit.flops import count_macs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,22 +36,46 @@ def lettered(config: Path, scale: str = "n") -> str:
 
 
 def default_configs() -> list[str]:
-    return STOCK + [lettered(p) for p in sorted((REPO / "cfg").glob("*.yaml")) if not re.search(r"-(seg|pose|obb|cls)\.yaml$", p.name)]
+    shipped = sorted(p for p in (REPO / "cfg").glob("*.yaml") if not re.search(r"-(seg|pose|obb|cls)\.yaml$", p.name))
+    return STOCK + [lettered(p) for p in shipped]
 
 
-def row(config: str, imgsz: int) -> dict[str, str]:
-    model = DetectionModel(config, verbose=False).eval()
+def build(config: str) -> nn.Module:
+    return DetectionModel(config, verbose=False).float().eval()
+
+
+@torch.inference_mode()
+def latencies_ms(models: list[nn.Module], imgsz: int, repeats: int, warmup: int) -> list[list[float]]:
+    """Milliseconds of ``repeats`` batch-1 forwards per model, timed round-robin."""
+    x = torch.rand(1, 3, imgsz, imgsz)
+    for model in models:
+        for _ in range(warmup):
+            model(x)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):
+        for model, t in zip(models, times):
+            start = time.perf_counter()
+            model(x)
+            t.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def row(config: str, model: nn.Module, imgsz: int, times: list[float] | None) -> dict[str, str]:
     n_backbone = len(model.yaml["backbone"])
     params = sum(p.numel() for p in model.parameters())
     backbone = sum(p.numel() for m in model.model[:n_backbone] for p in m.parameters())
     macs = count_macs(model, torch.zeros(1, 3, imgsz, imgsz))
-    return {
+    out = {
         "model": Path(config).name,
         "params (M)": f"{params / 1e6:.2f}",
         "backbone params (M)": f"{backbone / 1e6:.2f}",
         f"GFLOPs@{imgsz} (Ultralytics)": f"{get_flops(model, imgsz):.1f}",
         f"GFLOPs@{imgsz} (attention counted)": f"{2 * macs / 1e9:.1f}",
     }
+    if times:
+        out["CPU ms (median)"] = f"{statistics.median(times):.0f}"
+        out["CPU ms (min)"] = f"{min(times):.0f}"
+    return out
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -57,13 +89,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--configs", nargs="*", default=None, help="model YAMLs (default: yolov8n, yolo11n, cfg/*)")
+    parser.add_argument("--latency", action="store_true", help="also time batch-1 CPU forwards")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    table = markdown([row(c, args.imgsz) for c in args.configs or default_configs()])
-    print(table)
+    yolo_mobilevit.register()
+    torch.set_num_threads(args.threads)
+    names = args.configs or default_configs()
+    models = [build(c) for c in names]
+    times = latencies_ms(models, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
+    table = markdown([row(c, m, args.imgsz, t) for c, m, t in zip(names, models, times)])
+    note = f"{args.imgsz}x{args.imgsz}, torch {torch.__version__}, {args.threads} threads"
+    if args.latency:
+        note += f", batch 1 fp32 eager, median/min of {args.repeats} after {args.warmup} warm-up runs"
+    print(table + "\n" + note)
     if args.out:
-        args.out.write_text(table)
+        args.out.write_text(table + "\n" + note + "\n")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,17 @@ def test_version_outside_supported_range(version):
 @pytest.mark.parametrize("version", ["8.4.0", "8.4.100", "8.4.190"])
 def test_versions_inside_supported_range(version):
     check_ultralytics_version(version)
+
+
+def test_width_not_multiple_of_8_builds_exactly(tmp_path):
+    """Rows with channel_divisor 4 keep published widths such as 12 (Ultralytics would round to 16)."""
+    cfg = write_config(tmp_path, with_row(0, "[-1, 1, ConvBNAct, [12, 3, 2]]"))
+    model = DetectionModel(str(cfg), verbose=False)
+    assert model.model[0].conv.out_channels == 12
+    assert model.model[1].row_args["c1"] == 12
+
+
+def test_width_not_multiple_of_8_needs_a_plugin_input(tmp_path):
+    rows = with_row(0, "[-1, 1, Conv, [16, 3, 2]]").replace("MV2Stage, [24, 2]", "ConvBNAct, [12, 3, 2]")
+    message = build_error(tmp_path, rows)
+    assert "ConvBNAct builds 12 channels (a multiple of 4, not of 8), so it must take its input from another plugin row" in message

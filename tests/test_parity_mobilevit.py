@@ -50,3 +50,18 @@ def test_head_source_returns_detect_inputs(folder: Path) -> None:
         feats = backbone_features(model, torch.rand(1, 3, 160, 96), source="head")
     assert [tuple(f.shape[-2:]) for f in feats.values()] == [(20, 12), (10, 6), (5, 3)]
     assert [f.shape[1] for f in feats.values()] == [64, 128, 256]  # the YOLOv8n neck's widths
+
+
+@pytest.mark.parametrize("hw", [(672, 672), (200, 328)])
+def test_v1_odd_maps_match_timm(hw: tuple[int, int], folder: Path) -> None:
+    """v1 resizes odd maps for the transformer and back exactly as timm does: P5 21x21 at 672, every level odd
+    at 200x328, and still equal to the reference."""
+    model = converted("mobilevit_xxs", folder)
+    images = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = backbone_features(model, images)
+        ref = timm_p3_p5(features_only("mobilevit_xxs"), images)
+    assert ours["P5"].shape[-1] % 2 == 1  # the case that needs the resize
+    for (level, a), b in zip(ours.items(), ref):
+        assert a.shape == b.shape, (level, a.shape, b.shape)
+        assert rel_err(a, b) < TOLERANCE, (hw, level, rel_err(a, b))

@@ -47,3 +47,12 @@ def test_heads_must_divide_d_after_scaling():
 @pytest.mark.parametrize(("value", "expected"), [(16, 16), (24 * 0.5, 16), (96 * 1.5, 144), (30, 32), (7, 8)])
 def test_make_divisible(value, expected):
     assert make_divisible(value, 8) == expected
+
+
+def test_cli_lists_registered_modules(capsys):
+    from yolo_mobilevit.cli import main
+
+    assert main(["modules"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in YAML_MODULES.items():
+        assert f"{name:<20} {cls.signature()}" in out

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import difflib
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ import torch
 from torch import nn
 
 from .modules import YAML_MODULES, YamlModule
-from .modules.layers import make_divisible
 from .modules.rows import YamlArgError
 from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
 
@@ -44,6 +44,11 @@ def _row_label(d: dict, i: int) -> str:
 def _known_names(tasks: Any) -> list[str]:
     ultra = [k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
     return sorted({*YAML_MODULES, *ultra})
+
+
+def scale_channels(c: int, width: float, max_channels: float, divisor: int = 8) -> int:
+    """Ultralytics' rule for a row's channels: ``ceil(min(c, max_channels) * width / divisor) * divisor``."""
+    return math.ceil(min(c, max_channels) * width / divisor) * divisor
 
 
 def _resolve_strings(args: list, namespace: dict[str, Any]) -> list:
@@ -86,11 +91,22 @@ def _row_message(label: str, row: list, cls: type[YamlModule], error: Exception)
 class _PlannedRow:
     """A plugin row: the module class, its checked kwargs and where it sits."""
 
-    def __init__(self, cls: type[YamlModule], kwargs: dict[str, Any], label: str, row: list) -> None:
-        self.cls, self.kwargs, self.label, self.row = cls, kwargs, label, row
+    def __init__(self, cls: type[YamlModule], kwargs: dict[str, Any], label: str, row: list, source: int) -> None:
+        self.cls, self.kwargs, self.label, self.row, self.source = cls, kwargs, label, row, source
+        self.c1: int | None = None  # known at plan time only for rows built on an Index stand-in
+        self.c2: int | None = None  # output channels after scaling (None for passthrough rows)
 
 
-def _plan(d: dict, tasks: Any) -> tuple[dict, dict[int, _PlannedRow]]:
+def _known_channels(plan: dict[int, _PlannedRow], index: int, ch: int) -> int | None:
+    """Output channels of layer ``index`` if the plan knows them (plugin rows, the image), else None."""
+    while index in plan and plan[index].cls.passthrough:
+        index = plan[index].source
+    if index < 0:
+        return ch
+    return plan[index].c2 if index in plan else None
+
+
+def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
     """Check every row; return a copy of ``d`` with plugin rows swapped for stand-in ``Conv`` rows."""
     depth, width, max_channels, scale = _scaling(d)
     namespace = {
@@ -124,12 +140,28 @@ def _plan(d: dict, tasks: Any) -> tuple[dict, dict[int, _PlannedRow]]:
             except YamlArgError as e:
                 raise YamlRowError(_row_message(label, row, cls, e)) from None
             for key in cls.width_scaled:  # same rule parse_model applies to c2
-                kwargs[key] = make_divisible(min(kwargs[key], max_channels) * width, 8)
+                kwargs[key] = scale_channels(kwargs[key], width, max_channels, cls.channel_divisor)
             if cls.passthrough and n != 1:
                 raise YamlRowError(f"{label} {row!r}: {name} is a passthrough row; repeats must be 1, got {n}")
-            plan[i] = _PlannedRow(cls, kwargs, label, row)
-            # Stand-ins Ultralytics knows: Conv gets c1 injected and c2/repeats scaled; nn.Identity keeps channels.
-            row[2], row[3] = ("nn.Identity", []) if cls.passthrough else ("Conv", [c2])
+            planned = plan[i] = _PlannedRow(cls, kwargs, label, row, i + f if f < 0 else f)
+            # Stand-ins Ultralytics knows. Conv: c1 injected, c2 scaled (rounded to 8), repeats scaled.
+            # Index: c2 recorded exactly as given (for widths Ultralytics' rounding would change); c1 comes from
+            # the plugin row that feeds it. nn.Identity: keeps its input's channels (passthrough rows).
+            if cls.passthrough:
+                row[2], row[3] = "nn.Identity", []
+            else:
+                exact = scale_channels(c2, width, max_channels, cls.channel_divisor)
+                if exact == scale_channels(c2, width, max_channels):
+                    row[2], row[3] = "Conv", [c2]
+                else:
+                    planned.c1 = _known_channels(plan, i + f if f < 0 else f, ch)
+                    if planned.c1 is None:
+                        raise YamlRowError(
+                            f"{label} {row!r}: {name} builds {exact} channels (a multiple of {cls.channel_divisor}, "
+                            "not of 8), so it must take its input from another plugin row or the image"
+                        )
+                    row[2], row[3] = "Index", [exact, 0]
+                planned.c2 = exact
         elif not (name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)):
             close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -157,8 +189,9 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
         c1 = c2 = None
         n = 1
     else:
-        convs = list(stand_in) if isinstance(stand_in, nn.Sequential) else [stand_in]
-        c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
+        copies = list(stand_in) if isinstance(stand_in, nn.Sequential) else [stand_in]
+        c1 = planned.c1 if planned.c1 is not None else copies[0].conv.in_channels
+        c2, n = planned.c2, len(copies)
     try:
         planned.cls.check_scaled(c2, n, planned.kwargs)
         module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
@@ -175,7 +208,7 @@ def make_parse_model(original: Any, tasks: Any) -> Any:
     """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
 
     def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
-        staged, plan = _plan(d, tasks)
+        staged, plan = _plan(d, tasks, ch)
         if not plan:
             return original(staged, ch, verbose)
         logger = tasks.LOGGER

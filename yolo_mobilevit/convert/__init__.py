@@ -26,7 +26,8 @@ module that is not installed yet is skipped). At import it calls :func:`register
     backbone rows ``(index, module)`` in order, and :func:`map_by_name` does the usual walk given a function
     ``(row position, row module, local key) -> source key``. Return ``{target_key: source_tensor}`` with target keys of
     ``model.state_dict()`` (``"model.3.blocks.0.conv_in.weight"``). Return tensors unchanged (no copies, no
-    reshapes unless a layout truly differs), and do not check shapes: the caller compares every returned tensor
+    reshapes unless a layout truly differs; a tensor that must be computed is returned as
+    ``Derived(tensor, (source keys,))``), and do not check shapes: the caller compares every returned tensor
     with the model, refuses mismatches naming tensor and both shapes, and reports which source tensors were unused
     and which backbone tensors stayed unloaded. Raise :class:`ConversionError` when the config's structure cannot
     take the source at all (e.g. a MobileViT checkpoint into a MobileNet config), saying what was expected.
@@ -46,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -55,6 +56,14 @@ StateDict = dict[str, torch.Tensor]
 
 #: Family converter modules (``yolo_mobilevit.convert.<name>``), imported on first use of the registry.
 FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet")
+
+
+class Derived(NamedTuple):
+    """A mapped tensor computed from source tensors rather than taken as is (e.g. BN weights rescaled for another
+    eps); ``sources`` names the source keys it consumed, so the report counts them as used."""
+
+    tensor: torch.Tensor
+    sources: tuple[str, ...]
 
 
 class ConversionError(ValueError):
@@ -134,6 +143,7 @@ __all__ = [
     "FORMATS",
     "ConversionError",
     "ConversionReport",
+    "Derived",
     "SourceFormat",
     "StateDict",
     "convert_checkpoint",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import ConversionError, SourceFormat, StateDict, formats, plugin_rows
+from . import ConversionError, Derived, SourceFormat, StateDict, formats, plugin_rows
 
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "state_dict_model")
 _LIST_LIMIT = 12  # tensors named per problem in an error message
@@ -135,10 +135,15 @@ def map_weights(
     Raises :class:`ConversionError` on any shape mismatch, and (``strict``) when a backbone tensor has no source
     or a source backbone tensor (outside ``fmt.ignored``) has no place in the config.
     """
-    mapped = fmt.map_state_dict(source, model)
-    target = model.state_dict()
     source_key = {id(v): k for k, v in source.items()}
-    name = lambda key: source_key.get(id(mapped[key]), "?")  # noqa: E731
+    mapped, origins = {}, {}
+    for key, value in fmt.map_state_dict(source, model).items():
+        if isinstance(value, Derived):
+            mapped[key], origins[key] = value.tensor, value.sources
+        else:
+            mapped[key], origins[key] = value, (source_key.get(id(value), "?"),)
+    target = model.state_dict()
+    name = lambda key: "+".join(origins[key])  # noqa: E731
 
     unknown = [k for k in mapped if k not in target]
     if unknown:
@@ -148,7 +153,7 @@ def map_weights(
         for k in mapped
         if mapped[k].shape != target[k].shape
     ]
-    used = {name(k) for k in mapped}
+    used = {source_name for k in mapped for source_name in origins[k]}
     unused = [k for k in source if k not in used]
     unloaded = [k for k in _backbone_keys(model) if k not in mapped]
     problems = []

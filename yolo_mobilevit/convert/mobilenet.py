@@ -23,7 +23,7 @@ from torch import nn
 from ..modules import ConvBNAct, ImageNorm, MV2Stage, SqueezeExcite
 from ..modules.layers import norm_preset
 from ..modules.mobilenet import MobileNetV1Stage, MobileNetV3Stage
-from . import ConversionError, SourceFormat, StateDict, plugin_rows, register_format
+from . import ConversionError, Derived, SourceFormat, StateDict, plugin_rows, register_format
 
 LOGGER = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ def map_blocks(source: StateDict, model: nn.Module, blocks: list[Block], source_
             eps = model.get_submodule(t.b).eps
             if abs(eps - source_bn_eps) > 1e-12:
                 weight, var = source[f"{s.b}.weight"], source[f"{s.b}.running_var"]
-                out[f"{t.b}.weight"] = rescale_bn_weight(weight, var, source_bn_eps, eps)
+                rescaled = rescale_bn_weight(weight, var, source_bn_eps, eps)
+                out[f"{t.b}.weight"] = Derived(rescaled, (f"{s.b}.weight", f"{s.b}.running_var"))
     return out
 
 

@@ -57,6 +57,8 @@ class ConvBNAct(YamlModule):
         Arg("bn_momentum", float, 0.1),
     )
 
+    channel_divisor: ClassVar = 4  # stems of 12 channels (Mobile-Former 96M-214M) build as written
+
     def __init__(
         self,
         c1: int,

@@ -292,6 +292,7 @@ class MobileFormerLite(YamlModule):
     """
 
     yaml_args: ClassVar = (Arg("expansion", int), Arg("stride", int, 1, (1, 2)), Arg("groups", int, 1))
+    channel_divisor: ClassVar = 4  # published widths 12 and 20
     repeats_doc: ClassVar = "lite blocks (must be 1)"
 
     def __init__(self, c1: int, c2: int, n: int = 1, expansion: int = 2, stride: int = 1, groups: int = 1) -> None:
@@ -346,6 +347,7 @@ class MobileFormerBlock(YamlModule):
     """
 
     yaml_args: ClassVar = (Arg("expansion", (int, float)), Arg("token_dim", int), Arg("groups", int, 1))
+    channel_divisor: ClassVar = 4  # published widths 12 and 20
     width_scaled: ClassVar = ("token_dim",)
     repeats_doc: ClassVar = "stride-1 Mobile-Former blocks"
 
@@ -377,6 +379,7 @@ class MobileFormerDown(YamlModule):
     """
 
     yaml_args: ClassVar = (Arg("e1", int), Arg("e2", int), Arg("token_dim", int), Arg("groups", int, 1))
+    channel_divisor: ClassVar = 4  # published widths 12 and 20
     width_scaled: ClassVar = ("token_dim",)
     repeats_doc: ClassVar = "stride-2 blocks (must be 1)"
 

@@ -13,7 +13,7 @@ layer5 P5  80, 96, 3, 2    96, 144, 3, 4    160, 240, 3, 4
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,17 @@ def needs_resize(h: int, w: int, patch: int = PATCH) -> bool:
     return bool(h % patch or w % patch) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
+def on_patch_grid(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn`` applied to ``x`` (B, d, H, W) on a grid whose sides are multiples of the patch: odd sides are resized
+    bilinearly up to the next multiple and the result back to H x W, as in the reference implementations."""
+    H, W = x.shape[-2:]
+    if not needs_resize(H, W):
+        return fn(x)
+    Hp, Wp = (H + PATCH - 1) // PATCH * PATCH, (W + PATCH - 1) // PATCH * PATCH
+    y = fn(F.interpolate(x, size=(Hp, Wp), mode="bilinear", align_corners=False))
+    return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
+
+
 def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
     """(B, d, H, W) -> (B * p*p, H/p * W/p, d): one sequence per intra-patch offset. Pure reshape/permute."""
     B, D, H, W = x.shape
@@ -101,18 +112,13 @@ class MobileViTBlock(nn.Module):
         self.conv_proj = ConvBNAct(d, c, k=1)
         self.conv_fusion = ConvBNAct(2 * c, c, k=3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_in(self.conv_local(x))
+    def global_representation(self, y: torch.Tensor) -> torch.Tensor:
+        """Transformer over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
         B, _, H, W = y.shape
-        resize = needs_resize(H, W)
-        if resize:
-            Hp, Wp = (H + PATCH - 1) // PATCH * PATCH, (W + PATCH - 1) // PATCH * PATCH
-            y = F.interpolate(y, size=(Hp, Wp), mode="bilinear", align_corners=False)
-        else:
-            Hp, Wp = H, W
-        y = fold_patches(self.norm(self.transformer(unfold_patches(y))), B, Hp, Wp)
-        if resize:
-            y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
+        return fold_patches(self.norm(self.transformer(unfold_patches(y))), B, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation)
         return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
 
 

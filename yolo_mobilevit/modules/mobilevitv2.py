@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNAct, InvertedResidual
-from .mobilevit import PATCH, needs_resize
+from .mobilevit import PATCH, on_patch_grid
 from .rows import Arg, YamlArgError, YamlModule
 
 
@@ -99,19 +99,13 @@ class MobileViTv2Block(nn.Module):
         self.norm = nn.GroupNorm(1, d)
         self.conv_proj = ConvBNAct(d, c, k=1, act=None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_in(self.conv_local(x))
+    def global_representation(self, y: torch.Tensor) -> torch.Tensor:
+        """Separable attention over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
         H, W = y.shape[-2:]
-        resize = needs_resize(H, W)
-        if resize:
-            Hp, Wp = (H + PATCH - 1) // PATCH * PATCH, (W + PATCH - 1) // PATCH * PATCH
-            y = F.interpolate(y, size=(Hp, Wp), mode="bilinear", align_corners=False)
-        else:
-            Hp, Wp = H, W
-        y = fold_channels_first(self.norm(self.transformer(unfold_channels_first(y))), Hp, Wp)
-        if resize:
-            y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
-        return self.conv_proj(y)
+        return fold_channels_first(self.norm(self.transformer(unfold_channels_first(y))), H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_proj(on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation))
 
 
 class MobileViTv2Stage(YamlModule):

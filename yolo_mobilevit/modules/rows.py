@@ -60,6 +60,9 @@ class YamlModule(nn.Module):
 
     yaml_args: ClassVar[tuple[Arg, ...] | None] = None
     width_scaled: ClassVar[tuple[str, ...]] = ()  # extra channel-like args scaled by width, like c2
+    #: Scaled channels are rounded up to a multiple of this. 8 is Ultralytics' rule; families whose published
+    #: widths are not multiples of 8 (Mobile-Former's 12 and 20) use 4 so that they build exactly.
+    channel_divisor: ClassVar[int] = 8
     #: A passthrough row has no c2: its output channels are its input's (Ultralytics tracks them), it is built as
     #: ``cls(**kwargs)`` from ``yaml_args`` alone, and repeats must be 1. Used for taps on multi-output stages.
     passthrough: ClassVar[bool] = False
