@@ -15,6 +15,6 @@ python -m pip install -q -e ".[test]"
 default_data=coco8.yaml
 [ -f ../shared/datasets/coco8/coco8.yaml ] && default_data=$(realpath ../shared/datasets/coco8/coco8.yaml)
 yolo train model=cfg/yolov8n-mobilevit.yaml data="${DATA:-$default_data}" epochs="${EPOCHS:-10}" imgsz="${IMGSZ:-320}" \
-    batch=8 device=cpu project=runs/quickstart name=train exist_ok=True
+    batch=8 device=cpu project="$PWD/runs/quickstart" name=train exist_ok=True
 yolo predict model=runs/quickstart/train/weights/best.pt source="$(dirname "${DATA:-$default_data}")/images/val" \
-    imgsz="${IMGSZ:-320}" device=cpu project=runs/quickstart name=predict exist_ok=True
+    imgsz="${IMGSZ:-320}" device=cpu project="$PWD/runs/quickstart" name=predict exist_ok=True
