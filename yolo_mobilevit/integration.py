@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .modules import YAML_MODULES, YamlModule
+from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
 from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
 
@@ -239,6 +239,19 @@ def make_parse_model(original: Any, tasks: Any) -> Any:
     return parse_model
 
 
+def make_fuse(original: Any) -> Any:
+    """Wrap ``BaseModel.fuse`` (which folds only Ultralytics' own conv classes) so the plugin's conv+BN pairs fold
+    too; Ultralytics' exporter and its predict/val loaders call it."""
+
+    def fuse(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        fuse_modules(self)
+        return original(self, *args, **kwargs)
+
+    fuse.__wrapped__, fuse.__doc__ = original, original.__doc__
+    setattr(fuse, _ORIGINAL, original)
+    return fuse
+
+
 def safe_classes() -> list[type]:
     """Plugin classes a checkpoint may reference; allowed for ``torch.load(weights_only=True)``."""
     prefix = f"{__package__}.modules."
@@ -271,6 +284,8 @@ def register() -> None:
         )
     if not hasattr(parse, _ORIGINAL):
         tasks.parse_model = make_parse_model(parse, tasks)
+    if not hasattr(tasks.BaseModel.fuse, _ORIGINAL):
+        tasks.BaseModel.fuse = make_fuse(tasks.BaseModel.fuse)
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals(safe_classes())
     _REGISTERED = True

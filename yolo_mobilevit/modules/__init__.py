@@ -1,7 +1,8 @@
 """Backbone modules, one file per family; importing this package registers every YAML row name."""
 
-from . import layers, mobileformer, mobilenet, mobilevit, mobilevitv2
-from .layers import BatchNorm2d, ConvBNAct, ImageNorm, InvertedResidual, MV2Stage, SqueezeExcite
+from . import heads, layers, mobileformer, mobilenet, mobilevit, mobilevitv2
+from .heads import Classifier
+from .layers import BatchNorm2d, ConvBNAct, ImageNorm, InvertedResidual, MV2Stage, SqueezeExcite, fuse_modules
 from .mobileformer import (
     MobileFormerBlock,
     MobileFormerDown,
@@ -17,6 +18,7 @@ from .rows import YAML_MODULES, YamlModule
 __all__ = [
     "YAML_MODULES",
     "BatchNorm2d",
+    "Classifier",
     "ConvBNAct",
     "DepthwiseSeparable",
     "ImageNorm",
@@ -35,6 +37,8 @@ __all__ = [
     "MobileViTv2Stage",
     "SqueezeExcite",
     "YamlModule",
+    "heads",
+    "fuse_modules",
     "layers",
     "mobileformer",
     "mobilenet",

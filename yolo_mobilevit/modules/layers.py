@@ -83,6 +83,51 @@ class ConvBNAct(YamlModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
 
+    @property
+    def is_fused(self) -> bool:
+        return not isinstance(self.bn, nn.BatchNorm2d)
+
+    @torch.no_grad()
+    def fuse(self) -> ConvBNAct:
+        """Fold the BatchNorm's running statistics into the conv (inference only); ``bn`` becomes an Identity.
+
+        Idempotent. The module stays an ordinary ``ConvBNAct`` (same forward, picklable, scriptable).
+        """
+        if not self.is_fused:
+            self.conv = fold_batchnorm(self.conv, self.bn)
+            self.bn = nn.Identity()
+        return self
+
+
+@torch.no_grad()
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with a bias computing ``bn(conv(x))`` in eval mode: W' = W * g / s, b' = (b - mean) * g / s + beta,
+    with ``s = sqrt(running_var + eps)``. Gradients are switched off, as for Ultralytics' fused convs."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused.requires_grad_(False)
+
+
+def fuse_modules(model: nn.Module) -> int:
+    """Fold every plugin conv+BN pair under ``model`` (see :meth:`ConvBNAct.fuse`); returns how many were folded."""
+    pending = [m for m in model.modules() if isinstance(m, ConvBNAct) and not m.is_fused]
+    for m in pending:
+        m.fuse()
+    return len(pending)
+
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand -> kxk depthwise (stride) -> 1x1 linear project, + identity if shapes match.
@@ -219,6 +264,8 @@ __all__: list[Any] = [
     "NORM_PRESETS",
     "SqueezeExcite",
     "count_params",
+    "fold_batchnorm",
+    "fuse_modules",
     "make_divisible",
     "norm_preset",
 ]

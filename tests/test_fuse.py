@@ -1,0 +1,81 @@
+"""Folding the plugin's conv+BN pairs for inference (what Ultralytics' ``fuse()`` does for its own ``Conv``)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import CFG
+from torch import nn
+from ultralytics import YOLO
+
+from yolo_mobilevit.modules import BatchNorm2d, ConvBNAct, fuse_modules
+from yolo_mobilevit.modules.layers import fold_batchnorm
+
+FLAGSHIP = CFG / "yolov8n-mobilevit.yaml"
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial running statistics and affine parameters, so a fold that ignores any of them shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def raw_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def assert_close_relative(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None:
+    err = (a - b).abs().max().item() / b.abs().max().clamp_min(1e-12).item()
+    assert err <= rtol, f"max error {err:.2e} (relative to max |output|) > {rtol:.0e}"
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_fold_batchnorm_matches_conv_then_bn(groups: int):
+    m = ConvBNAct(8, 16, k=3, s=2, groups=groups).eval()
+    randomize_batchnorm(m)
+    x = torch.randn(2, 8, 11, 9)
+    expected = m(x)
+    assert m.fuse() is m and m.is_fused and isinstance(m.bn, nn.Identity)
+    assert_close_relative(m(x), expected, 1e-6)
+    conv = m.conv
+    m.fuse()  # idempotent
+    assert m.conv is conv
+
+
+def test_fold_batchnorm_keeps_an_existing_bias():
+    conv, bn = nn.Conv2d(3, 5, 1, bias=True), BatchNorm2d(5).eval()
+    randomize_batchnorm(bn)
+    x = torch.randn(1, 3, 4, 4)
+    assert_close_relative(fold_batchnorm(conv, bn)(x), bn(conv(x)), 1e-6)
+
+
+def test_flagship_fused_equals_unfused():
+    model = YOLO(str(FLAGSHIP)).model.eval()
+    randomize_batchnorm(model)
+    fused = copy.deepcopy(model)
+    n = fuse_modules(fused)
+    fused.fuse(verbose=False)  # Ultralytics' own Conv layers (neck, head)
+    assert n > 0
+    assert not any(isinstance(m, BatchNorm2d) for m in fused.modules()), "a plugin BatchNorm survived fusing"
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        assert_close_relative(raw_outputs(fused, x), raw_outputs(model, x), 1e-5)
+    assert fuse_modules(fused) == 0
+
+
+def test_ultralytics_fuse_folds_plugin_layers():
+    """``YOLO(...).fuse()`` (also run by export and by AutoBackend for predict/val) folds the plugin's pairs."""
+    model = YOLO(str(FLAGSHIP))
+    model.model.eval()
+    model.fuse()
+    assert not any(isinstance(m, BatchNorm2d) for m in model.model.modules())

@@ -1,0 +1,92 @@
+"""Image classification head as the backbone papers use it: [1x1 conv] -> global average pool -> [MLP] -> linear.
+
+Ultralytics' own ``Classify`` head always adds a 1x1 conv to 1280 channels; the MobileViT / MobileNet heads differ
+(MobileViT: 1x1 conv to 320/384/640, pool, linear; MobileNetV2: 1x1 conv to 1280, pool, dropout, linear;
+MobileNetV3: 1x1 conv to 960/576, pool, linear to 1280, h-swish, dropout, linear; MobileViTv2: pool, linear).
+The row is named ``Classifier`` so that Ultralytics' ``guess_model_task`` infers ``classify`` from the YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .layers import ACTIVATIONS, ConvBNAct, make_activation
+from .rows import Arg, YamlModule
+
+
+class Classifier(YamlModule):
+    """Paper-style classification head. (B, c1, H, W) -> logits (B, nc) when training.
+
+    YAML: ``[-1, 1, Classifier, [c2, nc, hidden, act, dropout, conv, bn_eps, bn_momentum]]``
+
+    - ``c2``: width of the pooled features, i.e. the output of the final 1x1 conv+BN+act (scaled by width like any
+      c2). With ``conv=False`` there is no final conv and ``c2`` must equal the input channels.
+    - ``nc``: classes (write ``nc``; not width-scaled).
+    - ``hidden``: width of an extra Linear + act after pooling (MobileNetV3's 1280; 0 for none; width-scaled).
+    - ``act``: activation of the final conv and of the hidden layer; ``dropout`` before the last Linear.
+
+    Outputs follow Ultralytics' ``Classify`` so its trainer, validator and predictor work unchanged: logits in
+    training; ``(softmax, logits)`` in eval; softmax alone when ``export`` is set.
+    """
+
+    yaml_args: ClassVar = (
+        Arg("nc", int),
+        Arg("hidden", int, 0),
+        Arg("act", str, "silu", tuple(ACTIVATIONS)),
+        Arg("dropout", (int, float), 0.0),
+        Arg("conv", bool, True),
+        Arg("bn_eps", float, 1e-5),
+        Arg("bn_momentum", float, 0.1),
+    )
+    width_scaled: ClassVar = ("hidden",)
+    repeats_doc: ClassVar = "must be 1"
+    export: bool = False
+
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        n: int = 1,
+        nc: int = 1000,
+        hidden: int = 0,
+        act: str = "silu",
+        dropout: float = 0.0,
+        conv: bool = True,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if n != 1:
+            raise ValueError(f"builds one head; repeats must be 1, got {n}")
+        if nc < 1 or hidden < 0 or not 0 <= dropout < 1:
+            raise ValueError(f"expects nc >= 1, hidden >= 0 and 0 <= dropout < 1, got {nc}, {hidden}, {dropout}")
+        if not conv and c1 != c2:
+            raise ValueError(f"without a final conv the features are the input's {c1} channels, but c2 is {c2}")
+        self.conv = ConvBNAct(c1, c2, 1, k=1, s=1, act=act, bn_eps=bn_eps, bn_momentum=bn_momentum) if conv else None
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.hidden = nn.Linear(c2, hidden) if hidden else None
+        self.hidden_act = make_activation(act) if hidden else nn.Identity()
+        self.drop = nn.Dropout(dropout, inplace=True)
+        self.fc = nn.Linear(hidden or c2, nc)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c1, H, W) -> pooled features (B, hidden or c2), before dropout and the last Linear."""
+        if self.conv is not None:
+            x = self.conv(x)
+        x = self.pool(x).flatten(1)
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.fc(self.drop(self.features(x)))  # (B, nc)
+        if self.training:
+            return logits
+        probs = logits.softmax(1)
+        return probs if self.export else (probs, logits)
+
+
+__all__: list[Any] = ["Classifier"]
