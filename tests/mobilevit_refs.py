@@ -6,12 +6,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import pytest
+import timm
 import torch
 from conftest import CFG
 from torch import nn
-
-timm = pytest.importorskip("timm")
 
 #: timm name -> plugin config carrying the same backbone
 CONFIGS = {

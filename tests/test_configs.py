@@ -76,7 +76,8 @@ def test_full_detector_on_rect_sizes(hw):
 
 @pytest.mark.parametrize(("config", "variant"), sorted(MOBILEVIT_V1.items()))
 def test_backbone_matches_timm_parameter_counts(config, variant):
-    timm = pytest.importorskip("timm", reason="timm is a test dependency: pip install -e '.[test]'")
+    import timm
+
     reference = timm.create_model(f"mobilevit_{variant}", pretrained=False)
     ref_stages = [reference.stem, *reference.stages]
     model = build(config, "n")

@@ -165,7 +165,6 @@ def test_openvino(checkpoint: Path):
     """Exported with ``dynamic=True``. Known issue: a static-shape export (the default) differs from PyTorch by tens
     of pixels on MobileViT configs with openvino 2026.4 (its static-shape conversion; the same model converted with
     dynamic shapes matches), so this checks the form that works, at the export size and at another size."""
-    pytest.importorskip("openvino")
     xml = export(checkpoint, "ov", "openvino", dynamic=True)
     model = reference(checkpoint)
     for h, w in [(EXPORT_SIZE, EXPORT_SIZE), (160, 160)]:

@@ -8,7 +8,7 @@ The row is named ``Classifier`` so that Ultralytics' ``guess_model_task`` infers
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -89,4 +89,4 @@ class Classifier(YamlModule):
         return probs if self.export else (probs, logits)
 
 
-__all__: list[Any] = ["Classifier"]
+__all__ = ["Classifier"]

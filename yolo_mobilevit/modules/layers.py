@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -255,7 +255,7 @@ class ImageNorm(YamlModule):
         return f"preset={self.preset!r}"
 
 
-__all__: list[Any] = [
+__all__ = [
     "BatchNorm2d",
     "ConvBNAct",
     "ImageNorm",
