@@ -22,7 +22,7 @@ from ultralytics.nn.tasks import (
 
 from yolo_mobilevit.modules import Classifier
 
-FAMILIES = ("mobilevit", "mobilevitv2", "mobilenetv2", "mobilenetv3-large", "mobileformer-151m")
+FAMILIES = ("mobilevit", "mobilevitv2", "mobilenetv1", "mobilenetv2", "mobilenetv3-large", "mobileformer-151m")
 TASKS = {"seg": "segment", "pose": "pose", "obb": "obb", "cls": "classify"}
 MODELS = {"seg": SegmentationModel, "pose": PoseModel, "obb": OBBModel, "cls": ClassificationModel}
 DATA = {"seg": "coco8-seg", "pose": "coco8-pose", "obb": "dota8"}

@@ -37,6 +37,10 @@ module that is not installed yet is skipped). At import it calls :func:`register
     Prefixes of source keys that are not backbone (classifier heads, a final 1x1 conv the configs drop): left
     unused without complaint. Any other unused source tensor makes a strict conversion fail, so that a config with
     fewer layers than the checkpoint is refused rather than silently truncated.
+``head``
+    Optional :class:`HeadSource`: where the checkpoint keeps its ImageNet classifier (final 1x1 conv + BN, hidden
+    Linear, last Linear). When the target config ends in a ``Classifier`` row (the ``-cls`` configs), those tensors
+    are mapped onto it too, so the converted model classifies as the reference does.
 ``load_name(name)``
     Optional: resolve a non-file source (e.g. a timm model name) to a state_dict, importing heavy libraries lazily
     and only needing the network when the name is not cached. Return None when the name is not this format's.
@@ -70,6 +74,26 @@ class ConversionError(ValueError):
     """A source checkpoint that does not fit the target config; the message names tensors and shapes."""
 
 
+class HeadSource(NamedTuple):
+    """Where a source checkpoint keeps the parts a ``Classifier`` row takes: tensor-name prefixes, None if absent.
+
+    ``hidden`` may be a Linear or a 1x1 conv with bias applied after pooling (timm's ``conv_head``); ``bn_eps`` is
+    the BatchNorm eps the source was trained with, when it differs from the config's (weights are rescaled)."""
+
+    fc: str
+    conv: str | None = None
+    bn: str | None = None
+    hidden: str | None = None
+    bn_eps: float | None = None
+
+
+def rescale_bn_weight(weight: torch.Tensor, var: torch.Tensor, eps_from: float, eps_to: float) -> torch.Tensor:
+    """BN weight that gives the same eval output under ``eps_to`` as ``weight`` under ``eps_from``:
+    w * sqrt((var + eps_to) / (var + eps_from)). (Changing running_var instead could make it negative.)"""
+    scale = ((var.double() + eps_to) / (var.double() + eps_from)).sqrt()
+    return (weight.double() * scale).to(weight.dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceFormat:
     """One source checkpoint layout and how its tensors map onto a plugin model."""
@@ -80,6 +104,7 @@ class SourceFormat:
     map_state_dict: Callable[[StateDict, nn.Module], StateDict]
     load_name: Callable[[str], StateDict | None] | None = None
     ignored: tuple[str, ...] = ()
+    head: HeadSource | None = None
 
 
 #: Registered source formats by name (filled by the family modules; use :func:`formats` to read it).
@@ -136,7 +161,7 @@ def map_by_name(
     return out
 
 
-from .core import ConversionReport, convert_checkpoint, load_source, map_weights  # noqa: E402
+from .core import ConversionReport, convert_checkpoint, load_source, map_weights
 
 __all__ = [
     "FAMILY_MODULES",
@@ -144,6 +169,7 @@ __all__ = [
     "ConversionError",
     "ConversionReport",
     "Derived",
+    "HeadSource",
     "SourceFormat",
     "StateDict",
     "convert_checkpoint",
@@ -153,4 +179,5 @@ __all__ = [
     "map_weights",
     "plugin_rows",
     "register_format",
+    "rescale_bn_weight",
 ]

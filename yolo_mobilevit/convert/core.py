@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import ConversionError, Derived, SourceFormat, StateDict, formats, plugin_rows
+from . import ConversionError, Derived, HeadSource, SourceFormat, StateDict, formats, plugin_rows, rescale_bn_weight
 
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "state_dict_model")
 _LIST_LIMIT = 12  # tensors named per problem in an error message
@@ -29,14 +29,16 @@ def _unwrap(obj: Any) -> StateDict:
         for key in _WRAPPERS:  # EMA weights first: they are what a training run publishes
             if obj.get(key) is not None:
                 return _unwrap(obj[key])
-    raise ConversionError(f"found no state_dict in the checkpoint (top-level keys: {list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__})")
+    raise ConversionError(
+        f"found no state_dict in the checkpoint (top-level keys: {list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__})"
+    )
 
 
 def normalize_keys(state_dict: StateDict) -> StateDict:
     """Drop DDP's ``module.`` prefix and turn timm ``features_only`` names (``stages_0``) into model names."""
     out = {}
     for key, value in state_dict.items():
-        key = key[len("module.") :] if key.startswith("module.") else key
+        key = key.removeprefix("module.")
         out[re.sub(r"^stages_(\d+)\.", r"stages.\1.", key)] = value
     return out
 
@@ -104,9 +106,8 @@ class ConversionReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.source} ({self.format}) -> {self.cfg}"
-            + (f" -> {self.output}" if self.output else ""),
-            f"  loaded {len(self.loaded)} tensors ({self.loaded_params:,} parameters) into the backbone",
+            f"{self.source} ({self.format}) -> {self.cfg}" + (f" -> {self.output}" if self.output else ""),
+            f"  loaded {len(self.loaded)} tensors ({self.loaded_params:,} parameters)",
             f"  backbone tensors left at initialization: {len(self.unloaded_backbone)}"
             + (f" ({_sample(self.unloaded_backbone)})" if self.unloaded_backbone else ""),
             f"  source tensors not used: {len(self.unused_source)}"
@@ -123,27 +124,102 @@ def _sample(keys: list[str], limit: int = _LIST_LIMIT) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def classifier_row(model: nn.Module) -> tuple[int, nn.Module] | None:
+    """``(layer index, module)`` of the model's ``Classifier`` head row, or None (detector, segmenter, ...)."""
+    from ..modules import Classifier
+
+    layers = getattr(model, "model", None)
+    if layers is not None and len(layers) and isinstance(layers[-1], Classifier):
+        return len(layers) - 1, layers[-1]
+    return None
+
+
+def map_head(source: StateDict, model: nn.Module, head: HeadSource, classes: list[int] | None = None) -> StateDict:
+    """Map the source's classifier onto the model's ``Classifier`` row; ``{}`` when the model has none.
+
+    ``classes`` picks rows of the last Linear (source class indices, in the model's class order). Raises
+    :class:`ConversionError` when the row's parts (final conv, hidden Linear) differ from the source's."""
+    found = classifier_row(model)
+    if found is None:
+        return {}
+    i, row = found
+    for part, ours, theirs in (("final 1x1 conv", row.conv, head.conv), ("hidden Linear", row.hidden, head.hidden)):
+        if (ours is None) != (theirs is None):
+            have, want = ("has", "lacks") if ours is not None else ("lacks", "has")
+            raise ConversionError(
+                f"layer {i} Classifier {have} a {part} but the checkpoint's classifier {want} one; set the row's "
+                f"{'conv' if part.startswith('final') else 'hidden'} argument to match, or convert with --no-head"
+            )
+
+    def take(key: str) -> torch.Tensor:
+        if key not in source:
+            raise ConversionError(f"the checkpoint has no {key} (expected in its classifier)")
+        return source[key]
+
+    out: StateDict = {}
+    if head.conv is not None:
+        out[f"model.{i}.conv.conv.weight"] = take(f"{head.conv}.weight")
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            if f"{head.bn}.{name}" in source:
+                out[f"model.{i}.conv.bn.{name}"] = source[f"{head.bn}.{name}"]
+        if head.bn_eps is not None and abs(head.bn_eps - row.conv.bn.eps) > 1e-12:
+            weight, var = take(f"{head.bn}.weight"), take(f"{head.bn}.running_var")
+            rescaled = rescale_bn_weight(weight, var, head.bn_eps, row.conv.bn.eps)
+            out[f"model.{i}.conv.bn.weight"] = Derived(rescaled, (f"{head.bn}.weight", f"{head.bn}.running_var"))
+    if head.hidden is not None:
+        weight = take(f"{head.hidden}.weight")
+        out[f"model.{i}.hidden.weight"] = (
+            Derived(weight.flatten(1), (f"{head.hidden}.weight",)) if weight.ndim == 4 else weight
+        )
+        out[f"model.{i}.hidden.bias"] = take(f"{head.hidden}.bias")
+    for name in ("weight", "bias"):
+        key = f"{head.fc}.{name}"
+        tensor = take(key)
+        if classes is not None:
+            if max(classes) >= len(tensor):
+                raise ConversionError(f"class index {max(classes)} is out of range: {key} has {len(tensor)} classes")
+            tensor = Derived(tensor[classes].clone(), (key,))
+        out[f"model.{i}.fc.{name}"] = tensor
+    return out
+
+
 def _backbone_keys(model: nn.Module) -> list[str]:
     return [f"model.{i}.{k}" for i, m in plugin_rows(model) for k in m.state_dict()]
 
 
 def map_weights(
-    source: StateDict, model: nn.Module, fmt: SourceFormat, strict: bool = True, label: str = "checkpoint"
+    source: StateDict,
+    model: nn.Module,
+    fmt: SourceFormat,
+    strict: bool = True,
+    label: str = "checkpoint",
+    head: bool = True,
+    classes: list[int] | None = None,
 ) -> tuple[StateDict, ConversionReport]:
     """Map ``source`` onto ``model`` with ``fmt`` and check it; returns ``(tensors by target key, report)``.
 
+    With ``head`` and a model ending in a ``Classifier`` row, the source's classifier is mapped too (``classes``:
+    the source class indices to keep, see :func:`map_head`) and counts as backbone for the strict checks.
     Raises :class:`ConversionError` on any shape mismatch, and (``strict``) when a backbone tensor has no source
     or a source backbone tensor (outside ``fmt.ignored``) has no place in the config.
     """
     source_key = {id(v): k for k, v in source.items()}
     mapped, origins = {}, {}
-    for key, value in fmt.map_state_dict(source, model).items():
+    items = dict(fmt.map_state_dict(source, model))
+    head_keys: list[str] = []
+    if head and classifier_row(model) is not None:
+        if fmt.head is None:
+            raise ConversionError(f"format {fmt.name} does not describe its classifier; convert with --no-head")
+        head_items = map_head(source, model, fmt.head, classes)
+        items.update(head_items)
+        head_keys = [k for k in model.state_dict() if k.startswith(f"model.{classifier_row(model)[0]}.")]
+    for key, value in items.items():
         if isinstance(value, Derived):
             mapped[key], origins[key] = value.tensor, value.sources
         else:
             mapped[key], origins[key] = value, (source_key.get(id(value), "?"),)
     target = model.state_dict()
-    name = lambda key: "+".join(origins[key])  # noqa: E731
+    name = lambda key: "+".join(origins[key])
 
     unknown = [k for k in mapped if k not in target]
     if unknown:
@@ -155,7 +231,7 @@ def map_weights(
     ]
     used = {source_name for k in mapped for source_name in origins[k]}
     unused = [k for k in source if k not in used]
-    unloaded = [k for k in _backbone_keys(model) if k not in mapped]
+    unloaded = [k for k in _backbone_keys(model) + head_keys if k not in mapped]
     problems = []
     if bad:
         problems.append(f"{len(bad)} tensor shapes differ:\n    " + "\n    ".join(bad[:_LIST_LIMIT]))
@@ -194,20 +270,80 @@ def _swap_rb(mapped: StateDict, model: nn.Module) -> StateDict:
     raise ConversionError("swap_rb: the first backbone row has no loaded 3-channel input conv")
 
 
-def build_model(cfg: str | Path) -> nn.Module:
-    """The Ultralytics ``nn`` model (DetectionModel, SegmentationModel, ...) of a plugin config, fp32."""
+def build_model(cfg: str | Path, nc: int | None = None) -> nn.Module:
+    """The Ultralytics ``nn`` model (DetectionModel, SegmentationModel, ...) of a plugin config, fp32; ``nc``
+    overrides the config's class count."""
     from .. import register
 
     register()
     from ultralytics import YOLO
 
-    return YOLO(str(cfg)).model.float()
+    model = YOLO(str(cfg)).model
+    if nc is not None and nc != model.yaml.get("nc"):
+        model = type(model)(str(cfg), nc=nc, verbose=False)
+    return model.float()
+
+
+def imagenet_classes(spec: str | Path | list[str]) -> tuple[list[int], list[str]]:
+    """ImageNet-1k class indices and names for a dataset's classes, in the dataset's order.
+
+    ``spec``: a classification dataset folder (its ``train/`` subfolders, sorted, as Ultralytics reads them), a data
+    YAML with ``names``, or a list of names. Each class is matched by WordNet id (``n01440764``), folder name
+    (``great_white_shark``) or label (``great white shark``), case-insensitively."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    imagenet = yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())
+    lookup: dict[str, int] = {}
+    for index, (wnid, folder) in enumerate(imagenet["map"].items()):
+        for key in (wnid, folder, imagenet["names"][index]):
+            lookup.setdefault(_class_key(key), index)
+    names = _dataset_class_names(spec)
+    missing = [n for n in names if _class_key(n) not in lookup]
+    if missing:
+        raise ConversionError(f"{spec}: classes not in ImageNet-1k: {_sample(missing)}")
+    return [lookup[_class_key(n)] for n in names], names
+
+
+def _imagenet_names(model: nn.Module) -> dict[int, str]:
+    """ImageNet-1k labels when the classifier has 1000 outputs, else the model's own names."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    if classifier_row(model)[1].fc.out_features != 1000:
+        return model.names
+    return yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())["names"]
+
+
+def _class_key(name: str) -> str:
+    return name.strip().lower().replace("_", " ")
+
+
+def _dataset_class_names(spec: str | Path | list[str]) -> list[str]:
+    if isinstance(spec, (list, tuple)):
+        return [str(n) for n in spec]
+    path = Path(spec)
+    if path.is_dir():
+        train = path / "train" if (path / "train").is_dir() else path
+        names = sorted(d.name for d in train.iterdir() if d.is_dir())
+        if names:
+            return names
+    elif path.suffix in (".yaml", ".yml") and path.is_file():
+        import yaml
+
+        names = yaml.safe_load(path.read_text()).get("names")
+        if isinstance(names, dict):
+            return [str(names[k]) for k in sorted(names)]
+        if isinstance(names, list):
+            return [str(n) for n in names]
+    raise ConversionError(f"{spec}: expected a classification dataset folder (train/<class>/...) or a YAML with names")
 
 
 def save_ultralytics_checkpoint(model: nn.Module, output: str | Path, extra: dict[str, Any]) -> Path:
     """Write ``model`` the way ``YOLO.save()`` does (``{"model": module, "ema": None, ...}``) but in fp32, so
     the transferred weights stay bit-identical to the source."""
     from ultralytics import __version__
+    from ultralytics.nn.tasks import guess_model_task
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +353,7 @@ def save_ultralytics_checkpoint(model: nn.Module, output: str | Path, extra: dic
             "version": __version__,
             "ema": None,
             "model": model,
-            "train_args": {},
+            "train_args": {"task": guess_model_task(model.yaml)},  # Ultralytics reads the task from here
             "yolo_mobilevit": extra,
         },
         output,
@@ -233,6 +369,8 @@ def convert_checkpoint(
     strict: bool = True,
     swap_rb: bool = False,
     verbose: bool = True,
+    head: bool = True,
+    classes: str | Path | list[str] | None = None,
 ) -> ConversionReport:
     """Convert a reference checkpoint into an Ultralytics checkpoint of the plugin config ``cfg``.
 
@@ -244,14 +382,26 @@ def convert_checkpoint(
         strict: refuse partial fits (backbone tensors without source, source tensors without place).
         swap_rb: reverse the stem conv's input channels (RGB <-> BGR), for weights trained on BGR images.
         verbose: print the report.
+        head: for a config ending in a ``Classifier`` row (``-cls``), also convert the ImageNet classifier.
+        classes: keep only these ImageNet classes in the converted classifier, in this order: a classification
+            dataset folder, a data YAML or a list of names (see :func:`imagenet_classes`); the checkpoint's class
+            names follow. Without it a converted classifier keeps ImageNet's 1000 classes and names.
 
     Raises:
         ConversionError: the checkpoint does not fit the config; the message names tensors and shapes.
     """
     state_dict, origin = load_source(source)
     source_format = detect_format(state_dict, fmt)
-    model = build_model(cfg)
-    mapped, report = map_weights(state_dict, model, source_format, strict=strict, label=origin)
+    indices, names = imagenet_classes(classes) if classes is not None else (None, None)
+    model = build_model(cfg, nc=len(indices) if indices else None)
+    converts_head = head and classifier_row(model) is not None
+    if classes is not None and not converts_head:
+        raise ConversionError(f"classes={classes} needs a classification config (a Classifier head row) and head=True")
+    mapped, report = map_weights(
+        state_dict, model, source_format, strict=strict, label=origin, head=head, classes=indices
+    )
+    if converts_head:
+        model.names = dict(enumerate(names)) if names else _imagenet_names(model)
     report.cfg = str(cfg)
     if swap_rb:
         mapped.update(_swap_rb(mapped, model))

@@ -17,13 +17,21 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-import torch
 from torch import nn
 
 from ..modules import ConvBNAct, ImageNorm, MV2Stage, SqueezeExcite
 from ..modules.layers import norm_preset
 from ..modules.mobilenet import MobileNetV1Stage, MobileNetV3Stage
-from . import ConversionError, Derived, SourceFormat, StateDict, plugin_rows, register_format
+from . import (
+    ConversionError,
+    Derived,
+    HeadSource,
+    SourceFormat,
+    StateDict,
+    plugin_rows,
+    register_format,
+    rescale_bn_weight,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -120,7 +128,7 @@ def timm_blocks(source: StateDict) -> list[Block]:
     blocks: list[Block] = [("conv_stem", [Unit("conv", "conv_stem", "bn1")])]
     for s, b in ids:
         prefix = f"blocks.{s}.{b}"
-        has = lambda name: f"{prefix}.{name}.weight" in source  # noqa: E731
+        has = lambda name, prefix=prefix: f"{prefix}.{name}.weight" in source
         layout = "ir" if has("conv_pwl") else "ds" if has("conv_dw") else "cn"
         units = [Unit(u.kind, f"{prefix}.{u.a}", f"{prefix}.{u.b}") for u in _TIMM_UNITS[layout] if has(u.a)]
         blocks.append((prefix, units))
@@ -128,13 +136,6 @@ def timm_blocks(source: StateDict) -> list[Block]:
 
 
 # ---- mapping -----------------------------------------------------------------------------------------------------
-
-
-def rescale_bn_weight(weight: torch.Tensor, var: torch.Tensor, eps_from: float, eps_to: float) -> torch.Tensor:
-    """BN weight that gives the same eval output under ``eps_to`` as ``weight`` under ``eps_from``:
-    w * sqrt((var + eps_to) / (var + eps_from)). (Changing running_var instead could make it negative.)"""
-    scale = ((var.double() + eps_to) / (var.double() + eps_from)).sqrt()
-    return (weight.double() * scale).to(weight.dtype)
 
 
 def map_blocks(source: StateDict, model: nn.Module, blocks: list[Block], source_bn_eps: float) -> StateDict:
@@ -182,6 +183,7 @@ class MobileNetFormat(NamedTuple):
     ignored: tuple[str, ...]  # past the P5 tap: final 1x1 conv, head
     library: str
     names: tuple[str, ...]  # model names load_name resolves
+    head: HeadSource  # the ImageNet classifier, for -cls configs
 
 
 def _has(*keys: str, without: tuple[str, ...] = ()) -> Callable[[StateDict], bool]:
@@ -200,6 +202,7 @@ FORMATS = (
         ignored=("features.18.", "classifier."),
         library=_TV,
         names=("mobilenet_v2",),
+        head=HeadSource(fc="classifier.1", conv="features.18.0", bn="features.18.1"),
     ),
     MobileNetFormat(
         name="torchvision-mobilenet_v3_large",
@@ -211,6 +214,7 @@ FORMATS = (
         ignored=("features.16.", "classifier."),
         library=_TV,
         names=("mobilenet_v3_large",),
+        head=HeadSource(fc="classifier.3", conv="features.16.0", bn="features.16.1", hidden="classifier.0"),
     ),
     MobileNetFormat(
         name="torchvision-mobilenet_v3_small",
@@ -222,6 +226,7 @@ FORMATS = (
         ignored=("features.12.", "classifier."),
         library=_TV,
         names=("mobilenet_v3_small",),
+        head=HeadSource(fc="classifier.3", conv="features.12.0", bn="features.12.1", hidden="classifier.0"),
     ),
     MobileNetFormat(
         name="timm-mobilenetv1",
@@ -233,12 +238,15 @@ FORMATS = (
         ignored=("classifier.",),
         library=_TIMM,
         names=("mobilenetv1_100",),
+        head=HeadSource(fc="classifier"),
     ),
     MobileNetFormat(
         name="timm-mobilenetv2",
         description="timm mobilenetv2_100 state_dict",
         detect=_has(
-            "conv_stem.weight", "blocks.6.0.conv_pwl.weight", "bn2.weight",
+            "conv_stem.weight",
+            "blocks.6.0.conv_pwl.weight",
+            "bn2.weight",
             without=("blocks.7.0.conv_pwl.weight", "blocks.2.0.se.conv_reduce.weight"),  # EfficientNets
         ),
         blocks=timm_blocks,
@@ -247,6 +255,7 @@ FORMATS = (
         ignored=("conv_head.", "bn2.", "classifier."),
         library=_TIMM,
         names=("mobilenetv2_100",),
+        head=HeadSource(fc="classifier", conv="conv_head", bn="bn2"),
     ),
     MobileNetFormat(
         name="timm-mobilenetv3_large",
@@ -258,12 +267,15 @@ FORMATS = (
         ignored=("blocks.6.", "conv_head.", "classifier."),
         library=_TIMM,
         names=("mobilenetv3_large_100",),
+        head=HeadSource(fc="classifier", conv="blocks.6.0.conv", bn="blocks.6.0.bn1", hidden="conv_head", bn_eps=1e-5),
     ),
     MobileNetFormat(
         name="timm-mobilenetv3_small",
         description="timm mobilenetv3_small_100 state_dict",
         detect=_has(
-            "conv_stem.weight", "blocks.5.0.conv.weight", "conv_head.bias",
+            "conv_stem.weight",
+            "blocks.5.0.conv.weight",
+            "conv_head.bias",
             without=("blocks.6.0.conv.weight",),
         ),
         blocks=timm_blocks,
@@ -272,6 +284,7 @@ FORMATS = (
         ignored=("blocks.5.", "conv_head.", "classifier."),
         library=_TIMM,
         names=("mobilenetv3_small_100",),
+        head=HeadSource(fc="classifier", conv="blocks.5.0.conv", bn="blocks.5.0.bn1", hidden="conv_head", bn_eps=1e-5),
     ),
 )
 
@@ -325,7 +338,8 @@ for _fmt in FORMATS:
             map_state_dict=make_mapper(_fmt),
             load_name=make_loader(_fmt),
             ignored=_fmt.ignored,
+            head=_fmt.head,
         )
     )
 
-__all__ = ["FORMATS", "map_blocks", "rescale_bn_weight", "target_blocks", "timm_blocks", "torchvision_blocks"]
+__all__ = ["FORMATS", "map_blocks", "target_blocks", "timm_blocks", "torchvision_blocks"]

@@ -3,7 +3,8 @@
 Target layout (a plugin config, e.g. ``cfg/yolov8-mobilevit.yaml``): the k-th plugin backbone row takes timm's
 ``stem`` (k = 0, a ``ConvBNAct``) or ``stages.{k-1}`` (``MV2Stage``, ``MobileViTStage``, ``MobileViTv2Stage``).
 cvnets names are first renamed to timm's (reference section 1.4; ``layer_k`` is timm's ``stages.{k-1}``).
-Not converted: the classifier and v1's ``final_conv`` (the configs tap P5 before it, as the paper's detector).
+The classifier and v1's ``final_conv`` map onto a ``Classifier`` row (``-cls`` configs); detector configs tap P5
+before them, as the paper's detector, and leave them unused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 from ..modules import ConvBNAct, MV2Stage
 from ..modules.mobilevit import MobileViTStage
 from ..modules.mobilevitv2 import MobileViTv2Stage
-from . import ConversionError, SourceFormat, StateDict, map_by_name, plugin_rows, register_format
+from . import ConversionError, HeadSource, SourceFormat, StateDict, map_by_name, plugin_rows, register_format
 
 _IR = {"expand": "conv1_1x1", "depthwise": "conv2_kxk", "project": "conv3_1x1"}
 _BLOCK = {"conv_local": "conv_kxk", "conv_in": "conv_1x1", "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2"}
@@ -134,14 +135,43 @@ _V2_TIMM = "stages.2.1.transformer.0.attn.qkv_proj.weight"
 _V1_CVNETS = "layer_3.1.fusion.block.conv.weight"
 _V2_CVNETS = "layer_3.1.global_rep.0.pre_norm_attn.1.qkv_proj.block.conv.weight"
 
+_CVNETS_IGNORED = ("classifier.", "conv_1x1_exp.")
 for _fmt in (
-    SourceFormat("timm-mobilevit", "timm mobilevit_xxs|xs|s", lambda sd: _V1_TIMM in sd, _mapper("v1"),
-                 load_timm_name, _TIMM_IGNORED),
-    SourceFormat("timm-mobilevitv2", "timm mobilevitv2_050..200", lambda sd: _V2_TIMM in sd, _mapper("v2"),
-                 None, _TIMM_IGNORED),
-    SourceFormat("cvnets-mobilevit", "apple/ml-cvnets MobileViT v1 .pt", lambda sd: _V1_CVNETS in sd,
-                 _cvnets_mapper("v1"), None, ("classifier.", "conv_1x1_exp.")),
-    SourceFormat("cvnets-mobilevitv2", "apple/ml-cvnets MobileViTv2 .pt", lambda sd: _V2_CVNETS in sd,
-                 _cvnets_mapper("v2"), None, ("classifier.", "conv_1x1_exp.")),
+    SourceFormat(
+        "timm-mobilevit",
+        "timm mobilevit_xxs|xs|s",
+        lambda sd: _V1_TIMM in sd,
+        _mapper("v1"),
+        load_timm_name,
+        _TIMM_IGNORED,
+        HeadSource("head.fc", "final_conv.conv", "final_conv.bn"),
+    ),
+    SourceFormat(
+        "timm-mobilevitv2",
+        "timm mobilevitv2_050..200",
+        lambda sd: _V2_TIMM in sd,
+        _mapper("v2"),
+        None,
+        _TIMM_IGNORED,
+        HeadSource("head.fc"),
+    ),
+    SourceFormat(
+        "cvnets-mobilevit",
+        "apple/ml-cvnets MobileViT v1 .pt",
+        lambda sd: _V1_CVNETS in sd,
+        _cvnets_mapper("v1"),
+        None,
+        _CVNETS_IGNORED,
+        HeadSource("classifier.fc", "conv_1x1_exp.block.conv", "conv_1x1_exp.block.norm"),
+    ),
+    SourceFormat(
+        "cvnets-mobilevitv2",
+        "apple/ml-cvnets MobileViTv2 .pt",
+        lambda sd: _V2_CVNETS in sd,
+        _cvnets_mapper("v2"),
+        None,
+        _CVNETS_IGNORED,
+        HeadSource("classifier.1"),
+    ),
 ):
     register_format(_fmt)
