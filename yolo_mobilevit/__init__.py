@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:  # lazy access keeps `import yolo_mobilevit` 
 
 install_hook()
 
-__all__ = ["__version__", "register", "install_hook"]
+__all__ = ["__version__", "install_hook", "register"]

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoints import make_load, make_torch_safe_load, stamp
+from . import multiscale
 from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
 from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
@@ -166,8 +168,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
             close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise YamlRowError(
-                f"{label} {row!r}: unknown module '{name}'.{hint} "
-                f"Plugin modules: {', '.join(sorted(YAML_MODULES))}."
+                f"{label} {row!r}: unknown module '{name}'.{hint} Plugin modules: {', '.join(sorted(YAML_MODULES))}."
             )
     return d, plan
 
@@ -220,6 +221,7 @@ def make_parse_model(original: Any, tasks: Any) -> Any:
             logger.removeFilter(held)
         for i, planned in plan.items():
             model[i] = _build(planned, model[i])
+        stamp(model)
         for record in held.records:
             i = next((i for i in plan if record.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)
             if i is not None:
@@ -250,6 +252,12 @@ def make_fuse(original: Any) -> Any:
     fuse.__wrapped__, fuse.__doc__ = original, original.__doc__
     setattr(fuse, _ORIGINAL, original)
     return fuse
+
+
+def _mark(wrapper: Any) -> Any:
+    """Tag a wrapper (whose ``__wrapped__`` is the Ultralytics original) so ``register()`` never wraps twice."""
+    setattr(wrapper, _ORIGINAL, wrapper.__wrapped__)
+    return wrapper
 
 
 def safe_classes() -> list[type]:
@@ -286,8 +294,13 @@ def register() -> None:
         tasks.parse_model = make_parse_model(parse, tasks)
     if not hasattr(tasks.BaseModel.fuse, _ORIGINAL):
         tasks.BaseModel.fuse = make_fuse(tasks.BaseModel.fuse)
+    if not hasattr(tasks.BaseModel.load, _ORIGINAL):
+        tasks.BaseModel.load = _mark(make_load(tasks.BaseModel.load))
+    if not hasattr(tasks.torch_safe_load, _ORIGINAL):
+        tasks.torch_safe_load = _mark(make_torch_safe_load(tasks.torch_safe_load))
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals(safe_classes())
+    multiscale.install()  # the `variable_batch` training key
     _REGISTERED = True
 
 

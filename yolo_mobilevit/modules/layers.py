@@ -256,12 +256,12 @@ class ImageNorm(YamlModule):
 
 
 __all__ = [
+    "NORM_PRESETS",
     "BatchNorm2d",
     "ConvBNAct",
     "ImageNorm",
     "InvertedResidual",
     "MV2Stage",
-    "NORM_PRESETS",
     "SqueezeExcite",
     "count_params",
     "fold_batchnorm",

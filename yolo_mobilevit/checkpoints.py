@@ -1,0 +1,192 @@
+"""Checkpoint safety: which plugin version wrote a checkpoint, clear errors for unreadable or foreign checkpoints.
+
+Every model with plugin rows records the plugin version on its layer list (``model.model.yolo_mobilevit_version``),
+which Ultralytics pickles into every checkpoint. When loading fails, :func:`written_by` reads that marker straight from the
+file's pickle bytes (the pickle itself cannot be loaded), so the error can say which version to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+VERSION_KEY = "yolo_mobilevit_version"
+# The marker as pickled (protocol 2, torch.save's default): BINUNICODE key, an optional memo put, BINUNICODE value.
+_MARKER = re.compile(rb"X\x16\x00\x00\x00yolo_mobilevit_version(?:q.|r....)?X(....)", re.DOTALL)
+# A pickled class reference (GLOBAL opcode): c<module>\n<name>\n.
+_PLUGIN_CLASS = re.compile(rb"c(yolo_mobilevit[\w.]*)\n([\w.]+)\n")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, written by another plugin version, or built for another
+    backbone than the config it is loaded into. The message names the file and what to do."""
+
+
+def plugin_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _pickle_bytes(path: str | Path) -> bytes | None:
+    """The ``data.pkl`` of a torch zip checkpoint, or None when ``path`` is not one (missing, truncated, legacy)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(name) if name else None
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+
+
+def written_by(path: str | Path) -> str | None:
+    """The plugin version recorded in a checkpoint file, read without unpickling; None when absent or unreadable."""
+    data = _pickle_bytes(path)
+    match = _MARKER.search(data or b"")
+    if match is None:
+        return None
+    start = match.end()
+    return data[start : start + int.from_bytes(match.group(1), "little")].decode("utf-8", "replace")
+
+
+def missing_plugin_classes(path: str | Path) -> list[str]:
+    """Plugin classes a checkpoint file's pickle refers to that this install does not have (``module.Name``)."""
+    missing = []
+    for module, name in sorted(set(_PLUGIN_CLASS.findall(_pickle_bytes(path) or b""))):
+        module, name = module.decode(), name.decode()
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            missing.append(f"{module}.{name}")
+    return missing
+
+
+def _newer(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) > Version(b)
+    except InvalidVersion:
+        return a != b
+
+
+def make_torch_safe_load(original: Any) -> Any:
+    """Wrap Ultralytics' ``torch_safe_load(weight, ...)``. A checkpoint that refers to plugin classes this install
+    lacks (written by another plugin version) is refused before unpickling (Ultralytics would otherwise try to
+    pip-install the missing module); a truncated file gets a :class:`CheckpointError` on every supported Ultralytics
+    (8.4.0 passes torch's reader error through). Both name the file; nothing is written."""
+
+    def torch_safe_load(weight: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(weight, (str, Path)) and Path(weight).is_file():
+            missing = missing_plugin_classes(weight)
+            if missing:
+                raise CheckpointError(_version_message(weight, missing))
+        try:
+            return original(weight, *args, **kwargs)
+        except (RuntimeError, EOFError) as e:
+            if not isinstance(e, EOFError) and "PytorchStreamReader" not in str(e):
+                raise
+            size = Path(weight).stat().st_size if Path(weight).is_file() else 0
+            raise CheckpointError(
+                f"{weight} is not a loadable checkpoint: the file ({size:,} bytes) is truncated or corrupted "
+                f"({type(e).__name__}: {str(e).splitlines()[0]}). Copy or download it again; nothing was changed."
+            ) from e
+
+    torch_safe_load.__wrapped__ = original
+    torch_safe_load.__doc__ = original.__doc__
+    return torch_safe_load
+
+
+def _version_message(weight: Any, missing: list[str]) -> str:
+    installed, wrote = plugin_version(), written_by(weight)
+    if wrote is None:
+        origin = "a yolo-mobilevit version that did not record itself"
+        fix = "install the yolo-mobilevit version that trained it"
+    else:
+        origin = f"yolo-mobilevit {wrote}" + (" (newer than this install)" if _newer(wrote, installed) else "")
+        fix = f'pip install "yolo-mobilevit=={wrote}"'
+    return (
+        f"{weight} was written by {origin}; it uses plugin classes that yolo-mobilevit {installed} lacks: "
+        f"{', '.join(missing)}. To use it, {fix}. The checkpoint was not changed."
+    )
+
+
+def plugin_layer_indices(model: nn.Module) -> set[int]:
+    """Indices of the plugin rows (``YamlModule``) in an Ultralytics model's ``model.model``."""
+    from .modules import YamlModule
+
+    layers = getattr(model, "model", None)
+    if not isinstance(layers, nn.Sequential):
+        return set()
+    return {i for i, m in enumerate(layers) if isinstance(m, YamlModule)}
+
+
+def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint") -> None:
+    """Refuse ``target.load(weights)`` when ``weights`` has plugin rows and its backbone rows disagree with ``target``'s.
+
+    Ultralytics' transfer silently skips tensors whose shapes differ, which for a backbone means a model that looks
+    pretrained and is not. Head differences (another ``nc``, also in a ``Classifier`` row) stay allowed, as in
+    Ultralytics. Raises
+    :class:`CheckpointError` listing each disagreeing row: its index, both modules and the first differing tensor."""
+    if not isinstance(weights, nn.Module):
+        return
+    source_rows = plugin_layer_indices(weights)
+    if not source_rows:
+        return  # a stock Ultralytics checkpoint: its neck/head may transfer onto a plugin config, as usual
+    ours, theirs = target.state_dict(), weights.state_dict()
+    backbone = len(target.yaml["backbone"]) if isinstance(getattr(target, "yaml", None), dict) else len(target.model)
+    problems = []
+    for i in sorted(i for i in source_rows | plugin_layer_indices(target) if i < backbone):  # heads may change nc
+        prefix = f"model.{i}."
+        bad = next(
+            (k for k in theirs if k.startswith(prefix) and (k not in ours or ours[k].shape != theirs[k].shape)),
+            None,
+        )
+        if bad is None:
+            continue
+        src_type = type(weights.model[i]).__name__ if i < len(weights.model) else "nothing"
+        dst_type = type(target.model[i]).__name__ if i < len(target.model) else "nothing"
+        have = tuple(ours[bad].shape) if bad in ours else "absent"
+        problems.append(
+            f"layer {i}: checkpoint {src_type} vs config {dst_type} ({bad}: checkpoint {tuple(theirs[bad].shape)}, "
+            f"config {have})"
+        )
+    if problems:
+        yaml_file = getattr(target, "yaml", {}).get("yaml_file", "the config")
+        raise CheckpointError(
+            f"{label} does not fit {yaml_file}: its backbone was built from another config, so Ultralytics would skip "
+            f"those tensors and leave the backbone untrained without saying so.\n  "
+            + "\n  ".join(problems[:8])
+            + ("\n  ..." if len(problems) > 8 else "")
+            + "\nUse the config the checkpoint was trained with (kept in it as model.yaml), or train without "
+            "pretrained=. Nothing was loaded."
+        )
+
+
+def make_load(original: Any) -> Any:
+    """Wrap Ultralytics' ``BaseModel.load(weights)`` with :func:`check_transfer`."""
+
+    def load(self: nn.Module, weights: Any, *args: Any, **kwargs: Any) -> Any:
+        model = (
+            weights["model"] if isinstance(weights, dict) and isinstance(weights.get("model"), nn.Module) else weights
+        )
+        check_transfer(self, model, str(getattr(model, "pt_path", "the checkpoint")))
+        return original(self, weights, *args, **kwargs)
+
+    load.__wrapped__ = original
+    load.__doc__ = original.__doc__
+    return load
+
+
+def stamp(layers: nn.Module) -> None:
+    """Record the plugin version on a model's layer list (pickled into every checkpoint Ultralytics writes)."""
+    setattr(layers, VERSION_KEY, plugin_version())
+
+
+__all__ = ["CheckpointError", "check_transfer", "missing_plugin_classes", "plugin_layer_indices", "stamp", "written_by"]
