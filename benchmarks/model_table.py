@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils.torch_utils import get_flops
 
 import yolo_mobilevit
-from yolo_mobilevit.flops import count_macs
+from yolo_mobilevit.compare import markdown, model_stats
 
 REPO = Path(__file__).resolve().parents[1]
 STOCK = ["yolov8n.yaml", "yolo11n.yaml"]
@@ -61,28 +60,18 @@ def latencies_ms(models: list[nn.Module], imgsz: int, repeats: int, warmup: int)
 
 
 def row(config: str, model: nn.Module, imgsz: int, times: list[float] | None) -> dict[str, str]:
-    n_backbone = len(model.yaml["backbone"])
-    params = sum(p.numel() for p in model.parameters())
-    backbone = sum(p.numel() for m in model.model[:n_backbone] for p in m.parameters())
-    macs = count_macs(model, torch.zeros(1, 3, imgsz, imgsz))
+    stats = model_stats(model, imgsz)
     out = {
         "model": Path(config).name,
-        "params (M)": f"{params / 1e6:.2f}",
-        "backbone params (M)": f"{backbone / 1e6:.2f}",
-        f"GFLOPs@{imgsz} (Ultralytics)": f"{get_flops(model, imgsz):.1f}",
-        f"GFLOPs@{imgsz} (attention counted)": f"{2 * macs / 1e9:.1f}",
+        "params (M)": f"{stats['params'] / 1e6:.2f}",
+        "backbone params (M)": f"{stats['backbone_params'] / 1e6:.2f}",
+        f"GFLOPs@{imgsz} (Ultralytics)": f"{stats['gflops_ultralytics']:.1f}",
+        f"GFLOPs@{imgsz} (attention counted)": f"{stats['gflops_attention']:.1f}",
     }
     if times:
         out["CPU ms (median)"] = f"{statistics.median(times):.0f}"
         out["CPU ms (min)"] = f"{min(times):.0f}"
     return out
-
-
-def markdown(rows: list[dict[str, str]]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

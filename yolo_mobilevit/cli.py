@@ -19,7 +19,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     try:
         convert_checkpoint(
-            args.source, args.cfg, args.output, fmt=args.format, strict=not args.partial, swap_rb=args.swap_rb
+            args.source,
+            args.cfg,
+            args.output,
+            fmt=args.format,
+            strict=not args.partial,
+            swap_rb=args.swap_rb,
+            head=not args.no_head,
+            classes=args.classes,
         )
     except ConversionError as e:
         print(f"yolo-mobilevit convert: {e}", file=sys.stderr)
@@ -40,6 +47,14 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default=None, help="source format (default: detected from the tensor names)")
     p.add_argument("--partial", action="store_true", help="allow a partial fit instead of refusing it")
     p.add_argument("--swap-rb", action="store_true", help="reverse the stem's input channels (BGR-trained weights)")
+    p.add_argument(
+        "--no-head", action="store_true", help="-cls configs: leave the Classifier row initialized (new classes)"
+    )
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="-cls configs: keep only this dataset's ImageNet classes (dataset folder or data YAML), in its order",
+    )
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -68,14 +83,101 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareError, compare, parse_train_args
+
+    models = [a for a in args.models if "=" not in a]
+    try:
+        report = compare(
+            models,
+            args.data,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            seed=args.seed,
+            device=args.device,
+            train_args=parse_train_args([a for a in args.models if "=" in a]),
+            batches=args.batches,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            threads=args.threads,
+            train=not args.no_train,
+            onnx=not args.no_onnx,
+            simplify=not args.no_simplify,
+            project=args.project,
+            name=args.name,
+            exist_ok=args.exist_ok,
+        )
+    except CompareError as e:
+        print(f"yolo-mobilevit compare: {e}", file=sys.stderr)
+        return 2
+    print("\n" + report.table)
+    print(f"table: {report.markdown_file}\ncsv:   {report.csv_file}")
+    print(f"plot:  {report.plot_file}" if report.plot_file else "plot:  none (no model has a mAP50-95: --no-train?)")
+    if report.failed:
+        print(f"yolo-mobilevit compare: failed: {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="params, GFLOPs, latency, memory, training throughput and mAP of several models on one dataset",
+        description="Measure and train each model in its own process on one shared recipe, then write a markdown "
+        "table, a CSV and a mAP50-95-vs-latency plot into PROJECT/NAME. KEY=VALUE arguments among the models are "
+        "passed to every YOLO(model).train(...) (e.g. optimizer=SGD lr0=0.01 workers=4).",
+    )
+    p.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL|KEY=VALUE",
+        help="model YAMLs (cfg/yolov8n-mobilevit.yaml, yolov8n.yaml) or checkpoints (.pt); KEY=VALUE: train args",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset YAML (default: coco128 from $YOLO_MOBILEVIT_DATASETS or ../shared/datasets, else Ultralytics' "
+        "coco128.yaml, downloaded)",
+    )
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
+    p.add_argument("--imgsz", type=int, default=640, help="image size for training, val, GFLOPs, latency (default 640)")
+    p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument(
+        "--device", default=None, help="training/val device as Ultralytics takes it (default: Ultralytics' choice)"
+    )
+    p.add_argument(
+        "--batches", type=int, nargs="+", default=[1, 32], help="batch sizes to time inference at (default 1 32)"
+    )
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure, median kept (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before them (default 3)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for latency, torch and ONNX Runtime (default: cores)"
+    )
+    p.add_argument("--no-train", action="store_true", help="skip training and val (no throughput, mAP or plot)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime timing")
+    p.add_argument("--no-simplify", action="store_true", help="export ONNX without onnxslim (faster export)")
+    p.add_argument("--project", default=None, help="output folder's parent (default: Ultralytics' runs dir/compare)")
+    p.add_argument("--name", default=None, help="output folder name (default: the dataset's name), incremented")
+    p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of incrementing the name")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yolo-mobilevit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("modules", help="list the YAML modules the plugin registers, with their arguments")
     _add_convert(sub)
     _add_doctor(sub)
-    args = parser.parse_args(argv)
-    return {"modules": _cmd_modules, "convert": _cmd_convert, "doctor": _cmd_doctor}[args.command](args)
+    _add_compare(sub)
+    args, extra = parser.parse_known_args(argv)
+    # compare's KEY=VALUE train arguments may follow its options, where argparse no longer takes positionals
+    if extra and (args.command != "compare" or any("=" not in a or a.startswith("-") for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.models += extra
+    commands = {"modules": _cmd_modules, "convert": _cmd_convert, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

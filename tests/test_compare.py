@@ -1,0 +1,96 @@
+"""``yolo-mobilevit compare``: one tiny end-to-end run from a fresh interpreter, and the input checks."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CFG, dataset_yaml, run
+
+from yolo_mobilevit import cli
+from yolo_mobilevit.compare import CompareError, check_model, default_data, labels, parse_train_args
+
+COMPARE = [str(Path(sys.executable).with_name("yolo-mobilevit")), "compare"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_compare_end_to_end(tmp_path: Path):
+    """Two models (stock + plugin) on coco8 at 64: measured, exported to ONNX, trained 1 epoch, validated, tabled."""
+    args = [
+        *COMPARE,
+        "yolov8n.yaml",
+        str(CFG / "yolov8n-mobilevit-xxs.yaml"),
+        "--data", str(dataset_yaml("coco8")),
+        "--imgsz", "64", "--epochs", "1", "--batch", "4", "--device", "cpu",
+        "--batches", "1", "--repeats", "2", "--warmup", "1", "--no-simplify",
+        "--project", str(tmp_path / "runs"), "--name", "tiny",
+        "workers=0", "plots=False",
+    ]  # fmt: skip
+    out = run(args, cwd=tmp_path).stdout
+    save_dir = tmp_path / "runs" / "tiny"
+    md, csv_file, png = save_dir / "results.md", save_dir / "results.csv", save_dir / "map_vs_latency.png"
+    assert f"table: {md}" in out and f"csv:   {csv_file}" in out and f"plot:  {png}" in out
+
+    with csv_file.open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == [
+        "model", "source", "params_M", "gflops_ultralytics", "gflops_attention",
+        "cpu_ms_b1", "cpu_rss_mb_b1", "ort_ms_b1", "ort_rss_mb_b1", "train_img_s", "mAP50", "mAP50-95",
+    ]  # fmt: skip
+    assert [r["model"] for r in rows] == ["yolov8n", "yolov8n-mobilevit-xxs"]
+    for r in rows:
+        for key in ("params_M", "gflops_ultralytics", "gflops_attention", "cpu_ms_b1", "ort_ms_b1", "train_img_s"):
+            assert float(r[key]) > 0, (r["model"], key, r[key])
+        for key in ("cpu_rss_mb_b1", "ort_rss_mb_b1"):
+            assert float(r[key]) >= 0, (r["model"], key, r[key])
+        for key in ("mAP50", "mAP50-95"):
+            assert 0 <= float(r[key]) <= 1, (r["model"], key, r[key])
+    assert abs(float(rows[0]["params_M"]) - 3.1572) < 1e-3  # YOLOv8n: 3,157,200
+    for r in rows:  # each model trained, validated and exported in its own folder
+        model_dir = save_dir / r["model"]
+        assert (model_dir / "train" / "weights" / "best.pt").is_file()
+        assert (model_dir / "val").is_dir() and (model_dir / f"{r['model']}_b1.onnx").is_file()
+
+    table = md.read_text()
+    assert "| model | params (M) | GFLOPs@64 (Ultralytics) | GFLOPs@64 (attention counted) | CPU eager ms b1 |" in table
+    assert table.count("\n| yolov8n") == 2 and "train(epochs=1, imgsz=64, batch=4, seed=0" in table
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+
+
+def test_bad_models_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    missing_yaml = str(tmp_path / "yolov8n-nosuch.yaml")
+    with pytest.raises(CompareError, match="yolov8n-nosuch.yaml"):
+        check_model(missing_yaml)
+    with pytest.raises(CompareError, match=r"'nosuch\.pt': checkpoint not found"):
+        check_model("nosuch.pt")
+    with pytest.raises(CompareError, match=r"'model\.onnx': expected a model YAML"):
+        check_model("model.onnx")
+    # from the command line: exit 2 with one message naming the model, before anything runs
+    assert cli.main(["compare", "yolov8n.yaml", missing_yaml, "--no-train", "--project", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("yolo-mobilevit compare: model ") and "yolov8n-nosuch.yaml" in err
+    assert list(tmp_path.iterdir()) == []  # no output folder either
+
+
+def test_inputs():
+    assert check_model("yolov8n.yaml") == "yolov8n.yaml"  # a config Ultralytics ships
+    lettered = check_model(str(CFG / "yolov8n-mobilevit.yaml"))  # scale letter kept, file is yolov8-mobilevit.yaml
+    assert lettered.endswith("cfg/yolov8n-mobilevit.yaml")
+    assert parse_train_args(["optimizer=SGD", "lr0=0.02", "workers=0"]) == {
+        "optimizer": "SGD",
+        "lr0": 0.02,
+        "workers": 0,
+    }
+    with pytest.raises(CompareError, match="set epochs with --epochs"):
+        parse_train_args(["epochs=3"])
+    with pytest.raises(CompareError, match="'lr00' is not an Ultralytics setting"):
+        parse_train_args(["lr00=0.1"])
+    assert labels(["a/yolov8n.yaml", "b/yolov8n.yaml", "runs/x/weights/best.pt"]) == [
+        "yolov8n",
+        "yolov8n-2",
+        "x-best",
+    ]
+    assert default_data() == str(dataset_yaml("coco128"))
