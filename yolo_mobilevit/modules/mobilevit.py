@@ -42,10 +42,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj_drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, N, 3d) -> 3 x (B, heads, N, d/heads), as views of at most 4 dimensions
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
-        return self.proj_drop(self.proj(y.transpose(1, 2).reshape(B, N, D)))
+        return self.proj_drop(self.proj(y.transpose(1, 2).flatten(2)))
 
 
 class TransformerLayer(nn.Module):
@@ -81,18 +81,30 @@ def on_patch_grid(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -
     return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
 
 
-def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
-    """(B, d, H, W) -> (B * p*p, H/p * W/p, d): one sequence per intra-patch offset. Pure reshape/permute."""
-    B, D, H, W = x.shape
-    x = x.reshape(B, D, H // patch, patch, W // patch, patch).permute(0, 3, 5, 2, 4, 1)
-    return x.reshape(B * patch * patch, (H // patch) * (W // patch), D)
+def to_patches(x: torch.Tensor, patch: int = PATCH) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, d, H, W) -> ((B, d, p*p, H/p * W/p), (H/p, W/p)): axis 2 is the offset inside a patch (row-major), axis 3
+    the patch; and the patch grid for :func:`from_patches`.
+
+    One ``pixel_unshuffle`` and views, never more than 4 dimensions and no arithmetic on sizes: fast, and
+    exportable to runtimes limited to 4-D tensors (NCNN) or to constant shapes (CoreML)."""
+    y = F.pixel_unshuffle(x, patch)  # (B, d*p*p, H/p, W/p); channel c*p*p + i*p + j holds x[c, p*h + i, p*w + j]
+    return y.flatten(2).unflatten(1, (-1, patch * patch)), (y.shape[2], y.shape[3])
 
 
-def fold_patches(x: torch.Tensor, batch: int, height: int, width: int, patch: int = PATCH) -> torch.Tensor:
+def from_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
+    """Inverse of :func:`to_patches`: (B, d, p*p, N) -> (B, d, H, W)."""
+    return F.pixel_shuffle(x.flatten(1, 2).unflatten(2, grid), patch)
+
+
+def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, d, H, W) -> ((B * p*p, H/p * W/p, d), grid): one token sequence per offset inside a patch."""
+    y, grid = to_patches(x, patch)
+    return y.permute(0, 2, 3, 1).flatten(0, 1), grid
+
+
+def fold_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
     """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W)."""
-    D = x.shape[-1]
-    x = x.reshape(batch, patch, patch, height // patch, width // patch, D).permute(0, 5, 3, 1, 4, 2)
-    return x.reshape(batch, D, height, width)
+    return from_patches(x.unflatten(0, (-1, patch * patch)).permute(0, 3, 1, 2), grid, patch)
 
 
 class MobileViTBlock(nn.Module):
@@ -114,8 +126,8 @@ class MobileViTBlock(nn.Module):
 
     def global_representation(self, y: torch.Tensor) -> torch.Tensor:
         """Transformer over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
-        B, _, H, W = y.shape
-        return fold_patches(self.norm(self.transformer(unfold_patches(y))), B, H, W)
+        sequences, grid = unfold_patches(y)
+        return fold_patches(self.norm(self.transformer(sequences)), grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation)

@@ -24,22 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNAct, InvertedResidual
-from .mobilevit import PATCH, on_patch_grid
+from .mobilevit import from_patches, on_patch_grid, to_patches
 from .rows import Arg, YamlArgError, YamlModule
-
-
-def unfold_channels_first(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
-    """(B, d, H, W) -> (B, d, p*p, H/p * W/p): axis 2 is the intra-patch offset, axis 3 the patch. Pure reshape."""
-    B, D, H, W = x.shape
-    x = x.reshape(B, D, H // patch, patch, W // patch, patch).permute(0, 1, 3, 5, 2, 4)
-    return x.reshape(B, D, patch * patch, (H // patch) * (W // patch))
-
-
-def fold_channels_first(x: torch.Tensor, height: int, width: int, patch: int = PATCH) -> torch.Tensor:
-    """Inverse of :func:`unfold_channels_first`: (B, d, p*p, N) -> (B, d, H, W)."""
-    B, D = x.shape[:2]
-    x = x.reshape(B, D, patch, patch, height // patch, width // patch).permute(0, 1, 4, 2, 5, 3)
-    return x.reshape(B, D, height, width)
 
 
 class SeparableSelfAttention(nn.Module):
@@ -101,8 +87,8 @@ class MobileViTv2Block(nn.Module):
 
     def global_representation(self, y: torch.Tensor) -> torch.Tensor:
         """Separable attention over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
-        H, W = y.shape[-2:]
-        return fold_channels_first(self.norm(self.transformer(unfold_channels_first(y))), H, W)
+        patches, grid = to_patches(y)
+        return from_patches(self.norm(self.transformer(patches)), grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_proj(on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation))
@@ -149,6 +135,4 @@ __all__ = [
     "MobileViTv2Block",
     "MobileViTv2Stage",
     "SeparableSelfAttention",
-    "fold_channels_first",
-    "unfold_channels_first",
 ]
