@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 TARGET = "ultralytics.nn.tasks"
+CFG_TARGET = "ultralytics.cfg"  # the `yolo` CLI checks `key=value` arguments after importing this, before TARGET
 ENV_SWITCH = "YOLO_MOBILEVIT_AUTOLOAD"
 
 
@@ -25,6 +26,12 @@ def _on_tasks_imported(module: ModuleType) -> None:
     register()
 
 
+def _on_cfg_imported(module: ModuleType) -> None:
+    from .multiscale import register_config
+
+    register_config()
+
+
 class _RegisteringLoader(importlib.abc.Loader):
     """Delegates to the real loader, then registers the plugin."""
 
@@ -36,17 +43,17 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        _on_tasks_imported(module)
+        (_on_cfg_imported if module.__name__ == CFG_TARGET else _on_tasks_imported)(module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)
 
 
 class TasksImportHook(importlib.abc.MetaPathFinder):
-    """Meta-path finder that wraps the loader of ``ultralytics.nn.tasks`` only."""
+    """Meta-path finder that wraps the loaders of ``ultralytics.nn.tasks`` and ``ultralytics.cfg`` only."""
 
     def find_spec(self, fullname: str, path: Any, target: ModuleType | None = None) -> Any:
-        if fullname != TARGET:
+        if fullname not in (TARGET, CFG_TARGET):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -61,6 +68,8 @@ class TasksImportHook(importlib.abc.MetaPathFinder):
 
 def install_hook() -> None:
     """Register now if Ultralytics' builder is already imported, else when it is. Idempotent."""
+    if CFG_TARGET in sys.modules:
+        _on_cfg_imported(sys.modules[CFG_TARGET])
     if TARGET in sys.modules:
         _on_tasks_imported(sys.modules[TARGET])
     elif not any(isinstance(f, TasksImportHook) for f in sys.meta_path):

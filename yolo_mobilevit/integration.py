@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import make_load, make_torch_safe_load, stamp
 from . import multiscale
+from .checkpoints import make_load, make_torch_safe_load, stamp
 from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
 from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
