@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 import textwrap
 from pathlib import Path
@@ -67,6 +68,33 @@ def test_resume_after_interruption(tmp_path: Path):
     log = out.stdout + out.stderr
     assert "Resuming training" in log and "from epoch 2 to 2 total epochs" in log
     assert "2/2" in log
+
+
+def test_multi_scale_training_and_rect_validation(tmp_path: Path):
+    """Ultralytics' own multi_scale (random batch sizes, odd P5 maps included) trains; validation always uses rect
+    (letterboxed, non-square) batches. The input sizes the stem saw are recorded by a forward pre-hook."""
+    out = python(f"""
+        from ultralytics import YOLO
+        seen = {{"train": set(), "val": set()}}
+        def record(module, args):
+            seen["train" if module.training else "val"].add(tuple(args[0].shape[-2:]))
+        def hook(trainer):  # the trained model, and its EMA copy that validates each epoch
+            for model in (trainer.model, trainer.ema.ema):
+                model.model[0].register_forward_pre_hook(record)
+        model = YOLO({str(CFG / 'yolov8n-mobilevit.yaml')!r})
+        model.add_callback("on_train_start", hook)
+        model.train(data={str(dataset_yaml('coco8'))!r}, epochs=3, imgsz=64, batch=2, workers=0, device="cpu",
+                    multi_scale=1.0, project={str(tmp_path)!r}, name="ms", exist_ok=True, plots=False)
+        print("TRAIN", sorted(seen["train"]))
+        print("VAL", sorted(seen["val"]))
+        """, cwd=tmp_path)
+    train = ast.literal_eval(out.stdout.split("TRAIN ")[1].splitlines()[0])
+    val = ast.literal_eval(out.stdout.split("VAL ")[1].splitlines()[0])
+    assert len(train) >= 2 and any(h // 32 % 2 for h, _ in train), train  # several sizes, an odd P5 among them
+    assert val, "validation did not run"
+    if ultralytics.__version__ != "8.4.0":  # 8.4.0 also rescales validation batches to square multi-scale sizes
+        assert any(h != w for h, w in val), val  # rect validation batches
+    assert (tmp_path / "ms" / "weights" / "best.pt").is_file()
 
 
 def requires_restricted_loading() -> None:
@@ -165,8 +193,8 @@ def test_user_written_yaml_with_p2_and_p6_trains(tmp_path: Path):
 
 
 def test_unsupported_ultralytics_version_fails_clearly(tmp_path: Path):
-    proc = run([PY, "-c", "import ultralytics; ultralytics.__version__ = '8.3.100'\n"
-                "try:\n    from ultralytics import YOLO\nexcept Exception as e:\n    print(type(e).__name__, e)"],
+    proc = run([PY, "-c", ("import ultralytics; ultralytics.__version__ = '8.3.100'\n"
+                "try:\n    from ultralytics import YOLO\nexcept Exception as e:\n    print(type(e).__name__, e)")],
                cwd=tmp_path)
     assert "UnsupportedUltralyticsError" in proc.stdout
     assert "supports ultralytics 8.4.0 to 8.4.190, but ultralytics 8.3.100 is installed" in proc.stdout

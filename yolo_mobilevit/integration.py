@@ -205,6 +205,16 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
     return module
 
 
+def _consumers(layers: nn.Sequential, i: int) -> list[int]:
+    """Indices of the layers that read layer ``i``'s output; ``[len(layers)]`` (the model output) when none do."""
+    users = []
+    for j in range(i + 1, len(layers)):
+        sources = layers[j].f if isinstance(layers[j].f, list) else [layers[j].f]
+        if any((j + f if f < 0 else f) == i for f in sources):
+            users.append(j)
+    return users or [len(layers)]
+
+
 def make_parse_model(original: Any, tasks: Any) -> Any:
     """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
 
@@ -221,6 +231,8 @@ def make_parse_model(original: Any, tasks: Any) -> Any:
             logger.removeFilter(held)
         for i, planned in plan.items():
             model[i] = _build(planned, model[i])
+        for i in plan:
+            model[i].nchw_out = any(j not in plan for j in _consumers(model, i))
         stamp(model)
         for record in held.records:
             i = next((i for i in plan if record.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)

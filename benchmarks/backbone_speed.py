@@ -1,0 +1,199 @@
+"""Our MobileViT backbone against timm's implementation of the same architecture, carrying identical weights, in one
+process; plus the whole YOLOv8-MobileViT against YOLOv8n.
+
+    python benchmarks/backbone_speed.py                      # CPU: fp32, batch 1, 640, 2 threads, eager + ONNX Runtime
+    python benchmarks/backbone_speed.py --device cuda --batch 32 --half   # GPU: fp16, batch 32
+
+timm's ``mobilevit_xs`` stem and stages (random init, BN statistics randomised) is converted with ``yolo_mobilevit.convert`` into
+``cfg/yolov8n-mobilevit.yaml``; the P3/P4/P5 outputs of both are compared before timing. "ours (fused)" is the model
+as ``yolo predict`` runs it (``model.fuse()`` folds every conv+BN); "ours (unfused)" isolates the implementation.
+Latency: median of ``--repeats`` runs after ``--warmup`` runs, in milliseconds, the models timed round-robin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TimmFeatures(nn.Module):
+    """timm MobileViT's stem and stages (its own modules, run in order), returning the last three stage outputs
+    (P3, P4, P5): the paper's detector taps, before the classifier's final 1x1 conv."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.stem, self.stages = model.stem, model.stages
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x, out = self.stem(x), []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out[-3:]
+
+
+class ChannelsLast(nn.Module):
+    """Runs ``model`` on a channels-last copy of its input (what a user could do by hand with timm)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
+class Backbone(nn.Module):
+    """The plugin rows of an Ultralytics model up to P5, returning (P3, P4, P5)."""
+
+    def __init__(self, model: nn.Module, taps: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.layers = model.model[: taps[-1] + 1]
+        self.taps = taps
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+def build_pair(name: str, cfg: Path) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(timm features, our backbone, our whole detector) with the same backbone weights."""
+    import timm
+    from ultralytics import YOLO
+
+    from yolo_mobilevit.convert import convert_checkpoint
+
+    torch.manual_seed(0)
+    ref = timm.create_model(name, pretrained=False)
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(ref.state_dict(), Path(tmp) / "ref.pth")
+        convert_checkpoint(Path(tmp) / "ref.pth", cfg, Path(tmp) / "ours.pt", verbose=False)
+        detector = YOLO(str(Path(tmp) / "ours.pt")).model.float().eval()
+    return TimmFeatures(ref).eval(), Backbone(detector, (3, 4, 5)).eval(), detector
+
+
+def interleaved_latency_ms(
+    runs: dict[str, Callable[[], object]], repeats: int, warmup: int, cuda: bool
+) -> dict[str, float]:
+    """Median milliseconds per callable, timed round-robin (one run of each in turn) so that drift in machine load
+    hits every model alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.no_grad():
+        for step in range(warmup + repeats):
+            for name, run in runs.items():
+                if cuda:
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                run()
+                if cuda:
+                    torch.cuda.synchronize()
+                if step >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
+    """An ONNX Runtime CPU session of ``model`` traced at ``x`` (opset 17), as a no-argument callable."""
+    import onnxruntime as ort
+
+    path = folder / f"m{len(list(folder.iterdir()))}.onnx"
+    torch.onnx.export(model, (x,), str(path), opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def max_relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(((p - q).abs().max() / q.abs().max()).item() for p, q in zip(a, b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timm", default="mobilevit_xs")
+    parser.add_argument("--cfg", type=Path, default=ROOT / "cfg" / "yolov8n-mobilevit.yaml")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--half", action="store_true", help="fp16 (GPU)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    from ultralytics import YOLO
+
+    device, cuda = torch.device(args.device), args.device.startswith("cuda")
+    dtype = torch.float16 if args.half else torch.float32
+    timm_model, ours, detector = build_pair(args.timm, args.cfg)
+    yolov8n = YOLO("yolov8n.yaml").model.float().eval().fuse()
+    x = torch.rand(args.batch, 3, args.imgsz, args.imgsz)
+
+    with torch.no_grad():
+        error = max_relative_error(ours(x), timm_model(x))
+    detector = copy.deepcopy(detector).fuse()  # ``ours`` keeps the unfused layers
+    ours_fused = Backbone(detector, (3, 4, 5)).eval()
+    with torch.no_grad():
+        error_fused = max_relative_error(ours_fused(x), timm_model(x))
+
+    models = {
+        f"timm {args.timm} (stem + stages)": timm_model,
+        f"timm {args.timm}, channels-last input": ChannelsLast(timm_model),
+        "ours (unfused)": ours,
+        "ours (fused, as yolo predict)": ours_fused,
+        f"YOLOv8-MobileViT ({args.cfg.name}, fused)": detector,
+        "YOLOv8n (fused)": yolov8n,
+    }
+    xd = x.to(device, dtype)
+    models = {name: model.to(device, dtype) for name, model in models.items()}
+    eager = interleaved_latency_ms(
+        {name: functools.partial(model, xd) for name, model in models.items()}, args.repeats, args.warmup, cuda
+    )
+    onnx = {}
+    if not args.no_onnx and not cuda:
+        with tempfile.TemporaryDirectory() as tmp:
+            sessions = {name: onnx_session(model.float(), x, args.threads, Path(tmp)) for name, model in models.items()}
+            onnx = interleaved_latency_ms(sessions, args.repeats, args.warmup, cuda=False)
+    rows = [(name, f"{eager[name]:.1f}", f"{onnx[name]:.1f}" if onnx else "-") for name in models]
+
+    device_name = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
+    print(f"\n{device_name}; batch {args.batch}, {args.imgsz}x{args.imgsz}, {'fp16' if args.half else 'fp32'}; "
+          f"torch {torch.__version__}; `{' '.join(['python', *sys.argv])}`")  # fmt: skip
+    print(f"P3/P4/P5 vs timm: max relative error {error:.1e} (unfused), {error_fused:.1e} (fused)\n")
+    print("| model | PyTorch eager ms | ONNX Runtime ms |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    names = list(models)
+    timm_ms, timm_cl_ms, unfused_ms, fused_ms = (float(rows[k][1]) for k in range(4))
+    print(f"\nbackbone speed-up over timm: {timm_ms / unfused_ms:.2f}x unfused, {timm_ms / fused_ms:.2f}x fused; "
+          f"over timm with channels-last input: {timm_cl_ms / fused_ms:.2f}x fused")  # fmt: skip
+    if onnx:
+        print(f"ONNX Runtime: {onnx[names[0]] / onnx[names[3]]:.2f}x (fused vs timm)")
+    print(f"YOLOv8-MobileViT / YOLOv8n: {float(rows[4][1]) / float(rows[5][1]):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

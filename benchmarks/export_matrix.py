@@ -1,0 +1,112 @@
+"""Export formats beyond the CI set (NCNN, MNN, CoreML, ...): export each family's checkpoint with `yolo export`,
+run the exported file through Ultralytics' AutoBackend (what `yolo predict` uses) and compare its raw output with
+PyTorch's. Writes a markdown table; the README's export table quotes it.
+
+    python benchmarks/export_matrix.py --formats ncnn mnn coreml --out benchmarks/results/export_matrix.md
+
+The toolchains are not dependencies of the plugin: `pip install ncnn pnnx MNN coremltools` first. The checkpoints
+are random-init models calibrated as in tests/test_export.py (BN statistics from coco8, spread head outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_export import FAMILIES, calibrate, torch_output
+from ultralytics import YOLO
+
+SUFFIX = {
+    "ncnn": "_ncnn_model",
+    "mnn": ".mnn",
+    "coreml": ".mlpackage",
+    "tflite": "_saved_model",
+    "paddle": "_paddle_model",
+}
+
+
+def exported_path(pt: Path, fmt: str) -> Path:
+    suffix = SUFFIX[fmt]
+    return pt.with_suffix(suffix) if suffix.startswith(".") else pt.with_name(pt.stem + suffix)
+
+
+def run_backend(path: Path, x: torch.Tensor) -> np.ndarray:
+    from ultralytics.nn.autobackend import AutoBackend
+
+    backend = AutoBackend(str(path), device=torch.device("cpu"))
+    y = backend(x)
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    return y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+
+
+def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
+    pt = work / f"{family}.pt"
+    if not pt.exists():
+        model = YOLO(str(ROOT / "cfg" / FAMILIES[family]))
+        calibrate(model.model)
+        model.save(pt)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("yolo")), "export", f"model={pt}", f"format={fmt}", f"imgsz={imgsz}",
+         "device=cpu"],
+        cwd=work, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    out = exported_path(pt, fmt)
+    if proc.returncode != 0 or not out.exists():
+        reason = next((ln for ln in reversed((proc.stdout + proc.stderr).splitlines()) if "rror" in ln), "no file")
+        return {"family": family, "format": fmt, "export": f"fails: {reason.strip()[:160]}"}
+    x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+    expected = torch_output(YOLO(str(pt)).model.float().eval(), x)
+    try:
+        got = run_backend(out, x)
+    except Exception as e:  # noqa: BLE001 (any runtime failure is a result to report, not a reason to stop)
+        return {"family": family, "format": fmt, "export": f"ok ({seconds:.0f} s)", "run": f"fails: {e}"[:160]}
+    diff = np.abs(got - expected)
+    return {
+        "family": family,
+        "format": fmt,
+        "export": f"ok ({seconds:.0f} s)",
+        "run": "ok",
+        "box err (px)": f"{diff[:, :4].max():.2e}",
+        "score err": f"{diff[:, 4:].max():.2e}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--formats", nargs="+", default=["ncnn", "mnn", "coreml"])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES))
+    parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="export_matrix_"))
+    rows = [measure(f, fmt, args.imgsz, work) for fmt in args.formats for f in args.families]
+    cols = ["family", "format", "export", "run", "box err (px)", "score err"]
+    lines = [
+        f"Export matrix at imgsz {args.imgsz} (torch {torch.__version__}; `{' '.join(sys.argv)}`)",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += ["| " + " | ".join(r.get(c, "-") for c in cols) + " |" for r in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
