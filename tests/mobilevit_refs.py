@@ -46,7 +46,7 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(name: str) -> nn.Module:
     """timm ``name`` with seeded random weights (incl. norm statistics), eval mode."""
     torch.manual_seed(0)

@@ -27,11 +27,30 @@ def test_train_from_plain_cli(trained_run: Path):
 
 def test_val_and_predict_in_fresh_processes(trained_run: Path, tmp_path: Path):
     best = trained_run / "weights" / "best.pt"
-    out = yolo("val", f"model={best}", f"data={dataset_yaml('coco8')}", "imgsz=64", "batch=4", "device=cpu",
-               f"project={tmp_path}", "name=val", cwd=tmp_path)
+    out = yolo(
+        "val",
+        f"model={best}",
+        f"data={dataset_yaml('coco8')}",
+        "imgsz=64",
+        "batch=4",
+        "device=cpu",
+        f"project={tmp_path}",
+        "name=val",
+        cwd=tmp_path,
+    )
     assert "mAP50-95" in out.stdout + out.stderr
-    yolo("predict", f"model={best}", f"source={COCO8_VAL_IMAGES}", "imgsz=96,160", "device=cpu", "save_txt=True",
-         "conf=0.0", f"project={tmp_path}", "name=predict", cwd=tmp_path)
+    yolo(
+        "predict",
+        f"model={best}",
+        f"source={COCO8_VAL_IMAGES}",
+        "imgsz=96,160",
+        "device=cpu",
+        "save_txt=True",
+        "conf=0.0",
+        f"project={tmp_path}",
+        "name=predict",
+        cwd=tmp_path,
+    )
     saved = sorted((tmp_path / "predict").glob("*.jpg"))
     assert len(saved) == len(list(COCO8_VAL_IMAGES.glob("*.jpg")))
 
@@ -39,30 +58,36 @@ def test_val_and_predict_in_fresh_processes(trained_run: Path, tmp_path: Path):
 def test_checkpoint_reloads_and_finetunes_in_new_process(trained_run: Path, tmp_path: Path):
     """Model.train() on a loaded checkpoint rebuilds the model from the YAML stored in it."""
     best = trained_run / "weights" / "best.pt"
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics import YOLO
         model = YOLO({str(best)!r})
         print("layer3", type(model.model.model[3]).__name__)
-        model.train(data={str(dataset_yaml('coco8'))!r}, epochs=1, imgsz=64, batch=4, workers=0, device="cpu",
+        model.train(data={str(dataset_yaml("coco8"))!r}, epochs=1, imgsz=64, batch=4, workers=0, device="cpu",
                     project={str(tmp_path)!r}, name="ft", exist_ok=True, plots=False, val=False)
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     assert "layer3 MobileViTStage" in out.stdout
     assert (tmp_path / "ft" / "weights" / "last.pt").is_file()
 
 
 def test_resume_after_interruption(tmp_path: Path):
-    python(f"""
+    python(
+        f"""
         from ultralytics import YOLO
-        model = YOLO({str(CFG / 'yolov8n-mobilevit.yaml')!r})
+        model = YOLO({str(CFG / "yolov8n-mobilevit.yaml")!r})
         def interrupt(trainer):
             raise KeyboardInterrupt("simulated interruption after epoch 1")
         model.add_callback("on_fit_epoch_end", interrupt)
         try:
-            model.train(data={str(dataset_yaml('coco8'))!r}, epochs=2, imgsz=64, batch=4, workers=0, device="cpu",
+            model.train(data={str(dataset_yaml("coco8"))!r}, epochs=2, imgsz=64, batch=4, workers=0, device="cpu",
                         project={str(tmp_path)!r}, name="run", exist_ok=True, plots=False, val=False)
         except KeyboardInterrupt:
             print("interrupted")
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     last = tmp_path / "run" / "weights" / "last.pt"
     out = yolo("train", "resume", f"model={last}", cwd=tmp_path)
     log = out.stdout + out.stderr
@@ -73,7 +98,8 @@ def test_resume_after_interruption(tmp_path: Path):
 def test_multi_scale_training_and_rect_validation(tmp_path: Path):
     """Ultralytics' own multi_scale (random batch sizes, odd P5 maps included) trains; validation always uses rect
     (letterboxed, non-square) batches. The input sizes the stem saw are recorded by a forward pre-hook."""
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics import YOLO
         seen = {{"train": set(), "val": set()}}
         def record(module, args):
@@ -81,13 +107,15 @@ def test_multi_scale_training_and_rect_validation(tmp_path: Path):
         def hook(trainer):  # the trained model, and its EMA copy that validates each epoch
             for model in (trainer.model, trainer.ema.ema):
                 model.model[0].register_forward_pre_hook(record)
-        model = YOLO({str(CFG / 'yolov8n-mobilevit.yaml')!r})
+        model = YOLO({str(CFG / "yolov8n-mobilevit.yaml")!r})
         model.add_callback("on_train_start", hook)
-        model.train(data={str(dataset_yaml('coco8'))!r}, epochs=3, imgsz=64, batch=2, workers=0, device="cpu",
+        model.train(data={str(dataset_yaml("coco8"))!r}, epochs=3, imgsz=64, batch=2, workers=0, device="cpu",
                     multi_scale=1.0, project={str(tmp_path)!r}, name="ms", exist_ok=True, plots=False)
         print("TRAIN", sorted(seen["train"]))
         print("VAL", sorted(seen["val"]))
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     train = ast.literal_eval(out.stdout.split("TRAIN ")[1].splitlines()[0])
     val = ast.literal_eval(out.stdout.split("VAL ")[1].splitlines()[0])
     assert len(train) >= 2 and any(h // 32 % 2 for h, _ in train), train  # several sizes, an odd P5 among them
@@ -107,14 +135,18 @@ def requires_restricted_loading() -> None:
 def test_safe_load_of_plugin_checkpoint(trained_run: Path, tmp_path: Path):
     requires_restricted_loading()
     best = trained_run / "weights" / "best.pt"
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics import YOLO
         from ultralytics.nn.tasks import _SafeLoad
         assert _SafeLoad.restricted() or not _SafeLoad.SUPPORTED
         model = YOLO({str(best)!r})
         results = model.predict({str(COCO8_VAL_IMAGES)!r}, imgsz=64, device="cpu", verbose=False)
         print("loaded", type(model.model.model[3]).__name__, len(results))
-        """, cwd=tmp_path, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+        """,
+        cwd=tmp_path,
+        env={"ULTRALYTICS_SAFE_LOAD": "1"},
+    )
     assert "loaded MobileViTStage 4" in out.stdout
 
 
@@ -143,16 +175,22 @@ def test_startup_hook_is_lazy_and_can_be_switched_off(tmp_path: Path):
 def test_explicit_import_when_autoload_is_off(tmp_path: Path):
     cfg = str(CFG / "yolov8n-mobilevit.yaml")
     off = {"YOLO_MOBILEVIT_AUTOLOAD": "0"}
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics import YOLO
         try:
             YOLO({cfg!r})
         except KeyError as e:
             print("unknown without plugin:", e)
-        """, cwd=tmp_path, env=off)
+        """,
+        cwd=tmp_path,
+        env=off,
+    )
     assert "unknown without plugin: 'ConvBNAct'" in out.stdout
     for activate in ("import yolo_mobilevit", "import yolo_mobilevit; yolo_mobilevit.register()"):
-        out = python(f"{activate}\nfrom ultralytics import YOLO\nprint(YOLO({cfg!r}).model.model[3].type)", cwd=tmp_path, env=off)
+        out = python(
+            f"{activate}\nfrom ultralytics import YOLO\nprint(YOLO({cfg!r}).model.model[3].type)", cwd=tmp_path, env=off
+        )
         assert "MobileViTStage" in out.stdout
 
 
@@ -180,12 +218,15 @@ head:
 def test_user_written_yaml_with_p2_and_p6_trains(tmp_path: Path):
     cfg = tmp_path / "my-mobilevit-p2p6.yaml"
     cfg.write_text(CUSTOM_YAML)
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics import YOLO
         model = YOLO({str(cfg)!r})
         print("strides", model.model.stride.tolist())
         print("c", [model.model.model[i].row_args["c1"] for i in (1, 2, 3, 4, 5)])
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     assert "strides [4.0, 8.0, 16.0, 64.0]" in out.stdout
     assert "c [24, 32, 48, 72, 96]" in out.stdout
     yolo(*train_args(cfg, tmp_path, imgsz=128), cwd=tmp_path)
@@ -193,9 +234,17 @@ def test_user_written_yaml_with_p2_and_p6_trains(tmp_path: Path):
 
 
 def test_unsupported_ultralytics_version_fails_clearly(tmp_path: Path):
-    proc = run([PY, "-c", ("import ultralytics; ultralytics.__version__ = '8.3.100'\n"
-                "try:\n    from ultralytics import YOLO\nexcept Exception as e:\n    print(type(e).__name__, e)")],
-               cwd=tmp_path)
+    proc = run(
+        [
+            PY,
+            "-c",
+            (
+                "import ultralytics; ultralytics.__version__ = '8.3.100'\n"
+                "try:\n    from ultralytics import YOLO\nexcept Exception as e:\n    print(type(e).__name__, e)"
+            ),
+        ],
+        cwd=tmp_path,
+    )
     assert "UnsupportedUltralyticsError" in proc.stdout
     assert "supports ultralytics 8.4.0 to 8.4.190, but ultralytics 8.3.100 is installed" in proc.stdout
 
@@ -205,15 +254,18 @@ def test_ddp_worker_script_runs_in_fresh_interpreter(tmp_path: Path):
 
     Multi-GPU itself needs GPUs; what can break for a plugin is the worker rebuilding or unpickling the model in a
     fresh process, and that is exactly what this script does (8.4.190 unpickles the model; 8.4.0 rebuilds it)."""
-    out = python(f"""
+    out = python(
+        f"""
         from ultralytics.models.yolo.detect import DetectionTrainer
         from ultralytics.utils.dist import generate_ddp_file
         trainer = DetectionTrainer(overrides=dict(
-            model={str(CFG / 'yolov8n-mobilevit.yaml')!r}, data={str(dataset_yaml('coco8'))!r}, epochs=1, imgsz=64,
+            model={str(CFG / "yolov8n-mobilevit.yaml")!r}, data={str(dataset_yaml("coco8"))!r}, epochs=1, imgsz=64,
             batch=4, workers=0, device="cpu", project={str(tmp_path)!r}, name="ddp", exist_ok=True, plots=False))
-        trainer.model = trainer.get_model(cfg={str(CFG / 'yolov8n-mobilevit.yaml')!r}, verbose=False)
+        trainer.model = trainer.get_model(cfg={str(CFG / "yolov8n-mobilevit.yaml")!r}, verbose=False)
         print("DDPFILE", generate_ddp_file(trainer))
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     script = next(line.split(" ", 1)[1] for line in out.stdout.splitlines() if line.startswith("DDPFILE "))
     run([PY, script], cwd=tmp_path)
     assert (tmp_path / "ddp" / "weights" / "last.pt").is_file()

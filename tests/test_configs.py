@@ -17,7 +17,7 @@ DETECT_CONFIGS = [c for c in SHIPPED_CONFIGS if not c.endswith(("-seg.yaml", "-p
 MOBILEVIT_V1 = {"yolov8-mobilevit-xxs.yaml": "xxs", "yolov8-mobilevit.yaml": "xs", "yolov8-mobilevit-s.yaml": "s"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(config: str, scale: str) -> DetectionModel:
     stem, suffix = config.split("-", 1)  # yolov8-mobilevit.yaml -> yolov8n-mobilevit.yaml
     return DetectionModel(str(CFG / f"{stem}{scale}-{suffix}"), verbose=False).eval()

@@ -55,10 +55,18 @@ def test_good_rows_build(tmp_path):
     ("index", "row", "expected"),
     [
         (2, "[-1, 1, MobileViTStage, [32]]", "layer 2 (backbone row 2)"),
-        (2, "[-1, 1, MobileViTStage, [32]]", "MobileViTStage expects 3 to 6 arguments [c2, d, L, expansion=4, heads=4, dropout=0.0], got 1"),
+        (
+            2,
+            "[-1, 1, MobileViTStage, [32]]",
+            "MobileViTStage expects 3 to 6 arguments [c2, d, L, expansion=4, heads=4, dropout=0.0], got 1",
+        ),
         (2, "[-1, 1, MobileViTStage, [32, 64.5, 2]]", "expects d to be int, got 64.5"),
         (2, "[-1, 1, MobileViTStage, [32, 60, 2, 4, 5]]", "d=64 (after width scaling) is not divisible by heads=5"),
-        (1, "[-1, 1, MV2Stage, [24, 2, 4, swish]]", "unknown act 'swish'; choose one of ['silu', 'relu', 'relu6', 'hardswish', 'gelu', 'none']"),
+        (
+            1,
+            "[-1, 1, MV2Stage, [24, 2, 4, swish]]",
+            "unknown act 'swish'; choose one of ['silu', 'relu', 'relu6', 'hardswish', 'gelu', 'none']",
+        ),
         (1, "[-1, 0, MV2Stage, [24, 2]]", "repeats (blocks) must be an int >= 1, got 0"),
         (1, "[[-1, 0], 1, MV2Stage, [24, 2]]", "MV2Stage takes one input; `from` must be an int"),
         (0, "[-1, 2, ConvBNAct, [16, 3, 2]]", "ConvBNAct builds one conv; repeats must be 1, got 2"),
@@ -90,7 +98,9 @@ def test_undefined_scale_letter(tmp_path):
 
 @pytest.mark.parametrize("version", ["8.3.253", "8.5.0", "9.0.0"])
 def test_version_outside_supported_range(version):
-    with pytest.raises(UnsupportedUltralyticsError, match=f"supports ultralytics 8.4.0 to 8.4.190, but ultralytics {version}"):
+    with pytest.raises(
+        UnsupportedUltralyticsError, match=f"supports ultralytics 8.4.0 to 8.4.190, but ultralytics {version}"
+    ):
         check_ultralytics_version(version)
 
 
@@ -110,4 +120,7 @@ def test_width_not_multiple_of_8_builds_exactly(tmp_path):
 def test_width_not_multiple_of_8_needs_a_plugin_input(tmp_path):
     rows = with_row(0, "[-1, 1, Conv, [16, 3, 2]]").replace("MV2Stage, [24, 2]", "ConvBNAct, [12, 3, 2]")
     message = build_error(tmp_path, rows)
-    assert "ConvBNAct builds 12 channels (a multiple of 4, not of 8), so it must take its input from another plugin row" in message
+    assert (
+        "ConvBNAct builds 12 channels (a multiple of 4, not of 8), so it must take its input from another plugin row"
+        in message
+    )

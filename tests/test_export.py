@@ -209,12 +209,30 @@ def test_flagship_onnx_predicts_and_validates_like_pt(checkpoint: Path):
     detections, metrics = {}, {}
     for weights in (checkpoint, onnx):
         name = weights.suffix[1:]
-        yolo("predict", f"model={weights}", f"source={images}", "conf=0.25", "save_txt=True", "save_conf=True",
-             "save=False", f"name=predict_{name}", *common, cwd=root)
+        yolo(
+            "predict",
+            f"model={weights}",
+            f"source={images}",
+            "conf=0.25",
+            "save_txt=True",
+            "save_conf=True",
+            "save=False",
+            f"name=predict_{name}",
+            *common,
+            cwd=root,
+        )
         detections[name] = read_labels(root / f"predict_{name}" / "labels")
-        out = yolo("val", f"model={weights}", f"data={dataset_yaml('coco8')}", "batch=4", "plots=False",
-                   f"name=val_{name}", *common, cwd=root)
-        metrics[name] = re.search(r"^\s+all\s+(.*)$", out.stdout + out.stderr, re.M).group(1).split()
+        out = yolo(
+            "val",
+            f"model={weights}",
+            f"data={dataset_yaml('coco8')}",
+            "batch=4",
+            "plots=False",
+            f"name=val_{name}",
+            *common,
+            cwd=root,
+        )
+        metrics[name] = re.search(r"^\s+all\s+(.*)$", out.stdout + out.stderr, re.MULTILINE).group(1).split()
     assert sum(map(len, detections["pt"].values())) > 0, "the .pt predicted nothing: the comparison would be empty"
     assert detections["pt"].keys() == detections["onnx"].keys()
     for key, rows in detections["pt"].items():
@@ -222,3 +240,15 @@ def test_flagship_onnx_predicts_and_validates_like_pt(checkpoint: Path):
     print(f"predict: {sum(map(len, detections['pt'].values()))} detections matched")
     print(f"val .pt {metrics['pt']} / .onnx {metrics['onnx']}")
     assert metrics["pt"] == metrics["onnx"], f"val: {metrics['pt']} (.pt) vs {metrics['onnx']} (.onnx)"
+
+
+@pytest.mark.parametrize("checkpoint", FLAGSHIP, indirect=True)
+def test_yolo_benchmark_completes(checkpoint: Path):
+    """`yolo benchmark` (export, then validate the exported file on coco8) with a plugin checkpoint; the full format
+    sweep at 160 and 640 is recorded in benchmarks/results/yolo_benchmark.md."""
+    src = checkpoint.with_name("bench.pt")
+    shutil.copy(checkpoint, src)
+    out = yolo("benchmark", f"model={src}", f"data={dataset_yaml('coco8')}", "imgsz=160", "format=onnx",
+               "device=cpu", cwd=checkpoint.parent)  # fmt: skip
+    row = next(line for line in (out.stdout + out.stderr).splitlines() if "ONNX" in line and "|" in line)
+    assert "✅" in row, row

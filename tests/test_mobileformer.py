@@ -50,7 +50,7 @@ def cfg(size: str, scale: str = "n") -> Path:
     return CFG / f"yolov8{scale}-mobileformer-{size}.yaml"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(size: str, scale: str = "n") -> DetectionModel:
     return DetectionModel(str(cfg(size, scale)), verbose=False).eval()
 
@@ -144,7 +144,7 @@ def naive_former_to_mobile(m: FormerToMobile, x: torch.Tensor, tokens: torch.Ten
 
 
 def naive_former(m: Former, tokens: torch.Tensor, heads: int = 4) -> torch.Tensor:
-    B, M, d = tokens.shape
+    B, _, d = tokens.shape
     c = d // heads
     q = _linear(m.q, tokens)
     attended = torch.zeros_like(tokens)
@@ -321,9 +321,9 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def test_trained_checkpoint_reloads_in_fresh_process(trained):
     code = (
-        "import torch; from ultralytics import YOLO; m = YOLO(r'%s'); "
+        f"import torch; from ultralytics import YOLO; m = YOLO(r'{trained}'); "
         "y = m.model.float().eval()(torch.rand(1, 3, 96, 160)); "
-        "print('OUT', tuple(y[0].shape), type(m.model.model[2]).__name__)" % trained
+        "print('OUT', tuple(y[0].shape), type(m.model.model[2]).__name__)"
     )
     out = run([sys.executable, "-c", code], cwd=trained.parent).stdout
     assert "OUT (1, 84, 315) MobileFormerTokens" in out

@@ -17,7 +17,7 @@ VARIANTS = ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilevitv2_050", "
 TOLERANCE = 1e-5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def converted(name: str, folder: Path) -> torch.nn.Module:
     """The plugin model loaded from a checkpoint converted from a saved random-weight timm state_dict."""
     output = folder / f"{name}-converted.pt"

@@ -37,8 +37,15 @@ def common(project: Path, imgsz: int) -> list[str]:
 
 
 def train_args(model: Path, data: str | Path, project: Path, imgsz: int = 64) -> list[str]:
-    return [f"model={model}", f"data={data}", "epochs=1", "workers=0", "plots=False", "name=train",
-            *common(project, imgsz)]
+    return [
+        f"model={model}",
+        f"data={data}",
+        "epochs=1",
+        "workers=0",
+        "plots=False",
+        "name=train",
+        *common(project, imgsz),
+    ]
 
 
 @pytest.mark.parametrize("task", TASKS)

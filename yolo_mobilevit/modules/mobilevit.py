@@ -57,7 +57,9 @@ class TransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, heads, dropout=dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -162,7 +164,15 @@ class MobileViTStage(YamlModule):
             raise YamlArgError(f"expects 0 <= dropout < 1, got {kwargs['dropout']}")
 
     def __init__(
-        self, c1: int, c2: int, n: int = 1, d: int = 96, L: int = 2, expansion: float = 4, heads: int = 4, dropout: float = 0.0
+        self,
+        c1: int,
+        c2: int,
+        n: int = 1,
+        d: int = 96,
+        L: int = 2,
+        expansion: float = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
