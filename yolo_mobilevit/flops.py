@@ -1,8 +1,9 @@
 """Compute counts that include attention.
 
-Ultralytics' ``get_flops`` (thop) counts convolutions and linear layers only; fused attention kernels are invisible
-to it. ``torch.utils.flop_counter`` counts every aten op it has a formula for, but has none for the CPU flash kernel
-behind ``F.scaled_dot_product_attention``; we add one.
+An independent count for checking the GFLOPs Ultralytics prints (``get_flops``: ultralytics-thop, which from 2.2.3
+counts ``F.scaled_dot_product_attention`` and matmuls as well as layers, plus norms and elementwise ops).
+``torch.utils.flop_counter`` counts every aten op it has a formula for, but has none for the CPU flash kernel behind
+``F.scaled_dot_product_attention``; we add one.
 """
 
 from __future__ import annotations
