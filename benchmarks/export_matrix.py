@@ -31,7 +31,7 @@ SUFFIX = {
     "ncnn": "_ncnn_model",
     "mnn": ".mnn",
     "coreml": ".mlpackage",
-    "tflite": "_saved_model",
+    "tflite": ".tflite",
     "paddle": "_paddle_model",
 }
 
