@@ -91,8 +91,8 @@ def test_class_subset_follows_the_dataset_folders(tmp_path: Path):
 
 
 def test_yolo_classify_val_on_converted_checkpoint_matches_reference(tmp_path: Path):
-    """Ultralytics' own `yolo classify val` on the checkpoint `yolo-mobilevit convert --classes` wrote scores what the
-    reference scores. The reference's ImageNet head is set to a nearest-class-mean classifier of imagenet10's val
+    """Ultralytics' own `yolo classify val` on the checkpoint `yolo-mobilevit convert --classes` wrote, and on its
+    `yolo export format=onnx`, scores what the reference scores. The reference's ImageNet head is set to a nearest-class-mean classifier of imagenet10's val
     images (weight 2f, bias -|f|^2), so it is right on every image and any class mix-up shows."""
     from ultralytics.data.augment import classify_transforms
 
@@ -118,10 +118,14 @@ def test_yolo_classify_val_on_converted_checkpoint_matches_reference(tmp_path: P
     cli = YOLO_BIN.with_name("yolo-mobilevit")
     run([str(cli), "convert", str(tmp_path / "ref.pth"), "--cfg", str(CFG / "yolov8-mobilevit-cls.yaml"),
          "-o", str(converted), "--classes", str(IMAGENET10)], cwd=tmp_path)  # fmt: skip
-    out = yolo("classify", "val", f"model={converted}", f"data={IMAGENET10}", f"imgsz={imgsz}", "batch=4",
-               "device=cpu", f"project={tmp_path}", "name=val", "plots=False", cwd=tmp_path)  # fmt: skip
-    top1 = float(re.search(r"\ball\s+([\d.]+)\s+([\d.]+)", out.stdout + out.stderr).group(1))
-    assert top1 == 1.0
+    yolo("export", f"model={converted}", "format=onnx", f"imgsz={imgsz}", "device=cpu", cwd=tmp_path)
+    onnx = converted.with_suffix(".onnx")
+    for model in (converted, onnx):  # the .pt, and its ONNX export (one output: the class probabilities)
+        out = yolo("classify", "val", f"model={model}", f"data={IMAGENET10}", f"imgsz={imgsz}", "batch=4",
+                   "device=cpu", f"project={tmp_path}", f"name=val_{model.suffix[1:]}", "plots=False",
+                   cwd=tmp_path)  # fmt: skip
+        top1 = float(re.search(r"\ball\s+([\d.]+)\s+([\d.]+)", out.stdout + out.stderr).group(1))
+        assert top1 == 1.0, (model, top1)
 
 
 def test_head_structure_mismatch_is_refused(tmp_path: Path):

@@ -29,7 +29,8 @@ class Classifier(YamlModule):
     - ``act``: activation of the final conv and of the hidden layer; ``dropout`` before the last Linear.
 
     Outputs follow Ultralytics' ``Classify`` so its trainer, validator and predictor work unchanged: logits in
-    training; ``(softmax, logits)`` in eval; softmax alone when ``export`` is set.
+    training; ``(softmax, logits)`` in eval; softmax alone when ``export`` is set or the model is being traced for
+    export (``yolo export`` of a ``-cls`` model then has one output, as for Ultralytics' own classifiers).
     """
 
     yaml_args: ClassVar = (
@@ -86,7 +87,9 @@ class Classifier(YamlModule):
         if self.training:
             return logits
         probs = logits.softmax(1)
-        return probs if self.export else (probs, logits)
+        # Ultralytics' exporter sets ``export`` on its own Classify only; exports trace, so tracing means export here
+        exporting = self.export or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        return probs if exporting else (probs, logits)
 
 
 __all__ = ["Classifier"]
