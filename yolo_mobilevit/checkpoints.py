@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from .versions import parse_version
+
 VERSION_KEY = "yolo_mobilevit_version"
 # The marker as pickled (protocol 2, torch.save's default): BINUNICODE key, an optional memo put, BINUNICODE value.
 _MARKER = re.compile(rb"X\x16\x00\x00\x00yolo_mobilevit_version(?:q.|r....)?X(....)", re.DOTALL)
@@ -67,15 +69,6 @@ def missing_plugin_classes(path: str | Path) -> list[str]:
     return missing
 
 
-def _newer(a: str, b: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(a) > Version(b)
-    except InvalidVersion:
-        return a != b
-
-
 def make_torch_safe_load(original: Any) -> Any:
     """Wrap Ultralytics' ``torch_safe_load(weight, ...)``. A checkpoint that refers to plugin classes this install
     lacks (written by another plugin version) is refused before unpickling (Ultralytics would otherwise try to
@@ -109,7 +102,9 @@ def _version_message(weight: Any, missing: list[str]) -> str:
         origin = "a yolo-mobilevit version that did not record itself"
         fix = "install the yolo-mobilevit version that trained it"
     else:
-        origin = f"yolo-mobilevit {wrote}" + (" (newer than this install)" if _newer(wrote, installed) else "")
+        origin = f"yolo-mobilevit {wrote}" + (
+            " (newer than this install)" if parse_version(wrote) > parse_version(installed) else ""
+        )
         fix = f'pip install "yolo-mobilevit=={wrote}"'
     return (
         f"{weight} was written by {origin}; it uses plugin classes that yolo-mobilevit {installed} lacks: "

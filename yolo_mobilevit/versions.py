@@ -6,7 +6,8 @@ ULTRALYTICS_MIN = "8.4.0"
 ULTRALYTICS_MAX = "8.4.190"
 
 
-def _parse(version: str) -> tuple[int, ...]:
+def parse_version(version: str) -> tuple[int, ...]:
+    """``"8.4.190"`` -> ``(8, 4, 190)``; non-digits in a part are dropped (``"1.0.0rc1"`` -> ``(1, 0, 1)``)."""
     parts = []
     for piece in version.split(".")[:3]:
         digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
@@ -15,7 +16,7 @@ def _parse(version: str) -> tuple[int, ...]:
 
 
 def is_supported(version: str) -> bool:
-    return _parse(ULTRALYTICS_MIN) <= _parse(version) <= _parse(ULTRALYTICS_MAX)
+    return parse_version(ULTRALYTICS_MIN) <= parse_version(version) <= parse_version(ULTRALYTICS_MAX)
 
 
 class UnsupportedUltralyticsError(RuntimeError):

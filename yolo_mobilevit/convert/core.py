@@ -290,10 +290,8 @@ def imagenet_classes(spec: str | Path | list[str]) -> tuple[list[int], list[str]
     ``spec``: a classification dataset folder (its ``train/`` subfolders, sorted, as Ultralytics reads them), a data
     YAML with ``names``, or a list of names. Each class is matched by WordNet id (``n01440764``), folder name
     (``great_white_shark``) or label (``great white shark``), case-insensitively."""
-    import yaml
-    from ultralytics.utils import ROOT
 
-    imagenet = yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())
+    imagenet = _imagenet_yaml()
     lookup: dict[str, int] = {}
     for index, (wnid, folder) in enumerate(imagenet["map"].items()):
         for key in (wnid, folder, imagenet["names"][index]):
@@ -307,12 +305,18 @@ def imagenet_classes(spec: str | Path | list[str]) -> tuple[list[int], list[str]
 
 def _imagenet_names(model: nn.Module) -> dict[int, str]:
     """ImageNet-1k labels when the classifier has 1000 outputs, else the model's own names."""
-    import yaml
-    from ultralytics.utils import ROOT
 
     if classifier_row(model)[1].fc.out_features != 1000:
         return model.names
-    return yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())["names"]
+    return _imagenet_yaml()["names"]
+
+
+def _imagenet_yaml() -> dict:
+    """Ultralytics' ImageNet.yaml: ``names`` (index -> label) and ``map`` (WordNet id -> folder name, in index order)."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    return yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())
 
 
 def _class_key(name: str) -> str:
