@@ -8,6 +8,10 @@ timm's ``mobilevit_xs`` stem and stages (random init, BN statistics randomised) 
 ``cfg/yolov8n-mobilevit.yaml``; the P3/P4/P5 outputs of both are compared before timing. "ours (fused)" is the model
 as ``yolo predict`` runs it (``model.fuse()`` folds every conv+BN); "ours (unfused)" isolates the implementation.
 Latency: median of ``--repeats`` runs after ``--warmup`` runs, in milliseconds, the models timed round-robin.
+"ATen ops per forward" counts the operators one forward dispatches on the timed device (views, detaches and bare
+allocations excluded): on a GPU each launches at least one kernel, and at batch 1 launches rather than arithmetic set
+eager latency. On a GPU the table adds our fused backbone in channels-last memory (weights and input), which the plugin
+does not use there by default.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,8 +131,29 @@ def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) 
     return lambda: session.run(None, feed)
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen operators a forward dispatches that do work: views, detaches and bare allocations excluded.
+    On a GPU each counted one launches at least one kernel, which is what batch-1 eager latency pays for."""
+
+    NO_KERNEL = ("detach", "empty", "empty_like", "empty_strided", "lift_fresh")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        self.count += not (func.is_view or func.overloadpacket.__name__ in self.NO_KERNEL)
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_forward(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad(), OpCounter() as counter:
+        model(x)
+    return counter.count
+
+
 def max_relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return max(((p - q).abs().max() / q.abs().max()).item() for p, q in zip(a, b))
+    return max(((p.float() - q.float()).abs().max() / q.float().abs().max()).item() for p, q in zip(a, b))
 
 
 def main() -> None:
@@ -167,8 +194,18 @@ def main() -> None:
         f"YOLOv8-MobileViT ({args.cfg.name}, fused)": detector,
         "YOLOv8n (fused)": yolov8n,
     }
+    on_device = None
+    if cuda or args.half:  # the same check where the timing runs: each model in its timed precision vs timm in fp32
+        with torch.no_grad():
+            ref = [t.float() for t in timm_model.to(device)(x.to(device))]
     xd = x.to(device, dtype)
     models = {name: model.to(device, dtype) for name, model in models.items()}
+    if cuda or args.half:
+        with torch.no_grad():
+            on_device = (max_relative_error(timm_model(xd), ref), max_relative_error(ours_fused(xd), ref))
+    if cuda:  # on the CPU our rows already run channels-last in eval; on the GPU it is an option, measured here
+        channels_last = copy.deepcopy(ours_fused).to(memory_format=torch.channels_last)
+        models["ours (fused), channels-last weights and input"] = ChannelsLast(channels_last)
     eager = interleaved_latency_ms(
         {name: functools.partial(model, xd) for name, model in models.items()}, args.repeats, args.warmup, cuda
     )
@@ -177,13 +214,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             sessions = {name: onnx_session(model.float(), x, args.threads, Path(tmp)) for name, model in models.items()}
             onnx = interleaved_latency_ms(sessions, args.repeats, args.warmup, cuda=False)
-    rows = [(name, f"{eager[name]:.1f}", f"{onnx[name]:.1f}" if onnx else "-") for name in models]
+    ops = {name: ops_per_forward(model, xd) for name, model in models.items()}
+    rows = [(name, f"{eager[name]:.1f}", f"{onnx[name]:.1f}" if onnx else "-", str(ops[name])) for name in models]
 
     device_name = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
     print(f"\n{device_name}; batch {args.batch}, {args.imgsz}x{args.imgsz}, {'fp16' if args.half else 'fp32'}; "
           f"torch {torch.__version__}; `{' '.join(['python', *sys.argv])}`")  # fmt: skip
-    print(f"P3/P4/P5 vs timm: max relative error {error:.1e} (unfused), {error_fused:.1e} (fused)\n")
-    print("| model | PyTorch eager ms | ONNX Runtime ms |\n|---|---|---|")
+    print(f"P3/P4/P5 vs timm: max relative error {error:.1e} (unfused), {error_fused:.1e} (fused)")
+    if on_device:
+        print(f"on {args.device} in {'fp16' if args.half else 'fp32'}, vs timm in fp32 there: max relative error "
+              f"{on_device[0]:.1e} (timm), {on_device[1]:.1e} (ours, fused)")  # fmt: skip
+    print()
+    print("| model | PyTorch eager ms | ONNX Runtime ms | ATen ops per forward |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     names = list(models)
@@ -192,6 +234,8 @@ def main() -> None:
           f"over timm with channels-last input: {timm_cl_ms / fused_ms:.2f}x fused")  # fmt: skip
     if onnx:
         print(f"ONNX Runtime: {onnx[names[0]] / onnx[names[3]]:.2f}x (fused vs timm)")
+    if len(rows) > 6:
+        print(f"over timm, ours fused and channels-last: {timm_ms / float(rows[6][1]):.2f}x")
     print(f"YOLOv8-MobileViT / YOLOv8n: {float(rows[4][1]) / float(rows[5][1]):.2f}x")
 
 
