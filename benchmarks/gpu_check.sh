@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU half of the benchmarks in one run, sized for about ten minutes on one H100/H200:
+# The GPU half of the benchmarks in one run, meant to fit in about ten minutes on one H100/H200 (an estimate: not yet
+# run on a GPU):
 #   1. backbone_speed.py: our MobileViT-XS backbone vs timm's (same weights) and YOLOv8-MobileViT vs YOLOv8n, eager,
 #      fp16 batch 32 and fp16 batch 1 at 640, with the fp16 outputs checked against timm in fp32;
 #   2. yolo-mobilevit compare on the GPU: params, GFLOPs, latency, memory, training img/s and mAP at a fixed budget.
