@@ -120,15 +120,23 @@ def interleaved_latency_ms(
 
 def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
     """An ONNX Runtime CPU session of ``model`` traced at ``x`` (opset 17), as a no-argument callable."""
-    import onnxruntime as ort
-
     path = folder / f"m{len(list(folder.iterdir()))}.onnx"
     torch.onnx.export(model, (x,), str(path), opset_version=17, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads)
     feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
+
+
+def ort_session(path: Path, threads: int, profile_prefix: str | None = None) -> Any:
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads, profiling into ``profile_prefix`` when given."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OpCounter(TorchDispatchMode):

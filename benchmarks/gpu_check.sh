@@ -10,7 +10,7 @@
 #
 # Environment: PYTHON (python3), EPOCHS (50), IMGSZ (320), BATCH (16), MODELS (the README's compare list), TRAIN_ARGS
 # (extra KEY=VALUE train args), DATA (dataset YAML), COMPARE_TIMEOUT (seconds, 480), WORK (run folders, /tmp/gpu_check).
-# OUT receives at most eight small files: env.txt, backbone_fp16_b32.md, backbone_fp16_b1.md, compare.md, compare.csv,
+# OUT receives seven small files: env.txt, backbone_fp16_b32.md, backbone_fp16_b1.md, compare.md, compare.csv,
 # map_vs_latency.png and compare_tail.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from backbone_speed import ROOT, Backbone, build_pair, interleaved_latency_ms, max_relative_error
+from backbone_speed import ROOT, Backbone, build_pair, interleaved_latency_ms, max_relative_error, ort_session
 
 
 class FusedAttention(torch.autograd.Function):
@@ -43,20 +43,9 @@ def fused_attention_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.proj(FusedAttention.apply(q, k, v, self.heads))
 
 
-def session(path: Path, threads: int, profile_prefix: str | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def kernel_ms_by_op(path: Path, feed: dict[str, Any], threads: int, runs: int, folder: Path) -> dict[str, float]:
     """Milliseconds of kernel time per operator type and run, from ONNX Runtime's profiler (after 3 warm-up runs)."""
-    sess = session(path, threads, str(folder / path.stem))
+    sess = ort_session(path, threads, str(folder / path.stem))
     for _ in range(3 + runs):
         sess.run(None, feed)
     events = json.loads(Path(sess.end_profiling()).read_text())
@@ -101,7 +90,7 @@ def main() -> None:
         finally:
             MultiHeadSelfAttention.forward = plain_forward
 
-        sessions = {name: session(path, args.threads) for name, path in paths.items()}
+        sessions = {name: ort_session(path, args.threads) for name, path in paths.items()}
         feeds = {name: {s.get_inputs()[0].name: x.numpy()} for name, s in sessions.items()}
         print(f"\nONNX Runtime CPU, {args.threads} threads; batch 1, {args.imgsz}x{args.imgsz}, fp32, opset 17\n")
         print("| graph | max relative error vs timm (PyTorch) | median ms |\n|---|---|---|")
