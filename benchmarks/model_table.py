@@ -23,7 +23,7 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 import yolo_mobilevit
-from yolo_mobilevit.compare import markdown, model_stats
+from yolo_mobilevit.tools.compare import markdown, model_stats
 
 REPO = Path(__file__).resolve().parents[1]
 STOCK = ["yolov8n.yaml", "yolo11n.yaml"]

@@ -10,7 +10,7 @@ import pytest
 from conftest import CFG, dataset_yaml, run
 
 from yolo_mobilevit import cli
-from yolo_mobilevit.compare import CompareError, check_model, default_data, labels, parse_train_args
+from yolo_mobilevit.tools.compare import CompareError, check_model, default_data, labels, parse_train_args
 
 COMPARE = [str(Path(sys.executable).with_name("yolo-mobilevit")), "compare"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

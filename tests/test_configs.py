@@ -10,7 +10,7 @@ import torch
 from conftest import CFG, SHIPPED_CONFIGS
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_mobilevit.features import backbone_features
+from yolo_mobilevit.tools.features import backbone_features
 from yolo_mobilevit.modules import MobileViTStage
 
 DETECT_CONFIGS = [c for c in SHIPPED_CONFIGS if not c.endswith(("-seg.yaml", "-pose.yaml", "-obb.yaml", "-cls.yaml"))]
@@ -126,7 +126,7 @@ def test_model_info_gflops_count_attention(config: str):
     Measured: MobileViT-XS 26.7 vs 26.1, MobileViTv2 32.9 vs 28.8."""
     from ultralytics.utils.torch_utils import get_flops
 
-    from yolo_mobilevit.flops import count_macs
+    from yolo_mobilevit.tools.flops import count_macs
 
     model = DetectionModel(str(CFG / config), verbose=False).float().eval()
     reference = 2 * count_macs(model, torch.zeros(1, 3, 640, 640)) / 1e9

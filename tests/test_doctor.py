@@ -8,7 +8,7 @@ from pathlib import Path
 import ultralytics
 from conftest import CFG, run
 
-from yolo_mobilevit.doctor import input_sizes
+from yolo_mobilevit.tools.doctor import input_sizes
 
 DOCTOR = [str(Path(sys.executable).with_name("yolo-mobilevit")), "doctor"]
 

@@ -293,7 +293,7 @@ def test_scale_s_doubles_widths_and_token_dim():
 @pytest.mark.parametrize(("size", "reference"), [("26m", 0.15e9), ("294m", 2.05e9)])
 def test_backbone_macs_at_640_match_reference(size, reference):
     """Official widths, attention included, counted under no_grad (the tokens row must not trip autograd hooks)."""
-    from yolo_mobilevit.flops import count_macs
+    from yolo_mobilevit.tools.flops import count_macs
 
     macs = count_macs(exact_backbone(size), torch.zeros(1, 3, 640, 640))
     assert abs(macs / reference - 1) < 0.03, macs

@@ -7,7 +7,7 @@ import torch
 from mobilevit_refs import CONFIGS, config, timm
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_mobilevit.features import backbone_features
+from yolo_mobilevit.tools.features import backbone_features
 from yolo_mobilevit.integration import YamlRowError
 from yolo_mobilevit.modules import MobileViTv2Block, MobileViTv2Stage
 from yolo_mobilevit.modules.layers import count_params

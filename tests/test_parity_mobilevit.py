@@ -11,7 +11,7 @@ from mobilevit_refs import config, features_only, rel_err, save_reference, timm_
 from ultralytics.nn.tasks import load_checkpoint
 
 from yolo_mobilevit.convert import convert_checkpoint
-from yolo_mobilevit.features import backbone_features
+from yolo_mobilevit.tools.features import backbone_features
 
 VARIANTS = ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilevitv2_050", "mobilevitv2_100", "mobilevitv2_200"]
 TOLERANCE = 1e-5

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._startup import install_hook
-
-__version__ = "0.1.0"
+from .versions import __version__
 
 
 def register() -> None:

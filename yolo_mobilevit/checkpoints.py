@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from .versions import parse_version
+from .versions import __version__, parse_version
 
 VERSION_KEY = "yolo_mobilevit_version"
 # The marker as pickled (protocol 2, torch.save's default): BINUNICODE key, an optional memo put, BINUNICODE value.
@@ -30,8 +30,6 @@ class CheckpointError(RuntimeError):
 
 
 def plugin_version() -> str:
-    from . import __version__
-
     return __version__
 
 

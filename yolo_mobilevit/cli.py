@@ -58,7 +58,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import run
+    from .tools.doctor import run
 
     return run(args.cfg, args.imgsz, args.rect, args.multi_scale)
 
@@ -84,7 +84,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import CompareError, compare, parse_train_args
+    from .tools.compare import CompareError, compare, parse_train_args
 
     models = [a for a in args.models if "=" not in a]
     try:

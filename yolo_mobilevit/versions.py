@@ -1,6 +1,9 @@
-"""The Ultralytics versions this plugin is tested against (kept in step with pyproject.toml)."""
+"""This plugin's version (the one source: pyproject reads it) and the Ultralytics versions it is tested against
+(kept in step with pyproject.toml's dependency range)."""
 
 from __future__ import annotations
+
+__version__ = "0.1.0"
 
 ULTRALYTICS_MIN = "8.4.0"
 ULTRALYTICS_MAX = "8.4.190"

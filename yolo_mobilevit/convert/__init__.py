@@ -48,120 +48,21 @@ module that is not installed yet is skipped). At import it calls :func:`register
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import importlib.util
-from typing import Callable, NamedTuple
-
-import torch
-from torch import nn
-
-StateDict = dict[str, torch.Tensor]
-
-#: Family converter modules (``yolo_mobilevit.convert.<name>``), imported on first use of the registry.
-FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet")
-
-
-class Derived(NamedTuple):
-    """A mapped tensor computed from source tensors rather than taken as is (e.g. BN weights rescaled for another
-    eps); ``sources`` names the source keys it consumed, so the report counts them as used."""
-
-    tensor: torch.Tensor
-    sources: tuple[str, ...]
-
-
-class ConversionError(ValueError):
-    """A source checkpoint that does not fit the target config; the message names tensors and shapes."""
-
-
-class HeadSource(NamedTuple):
-    """Where a source checkpoint keeps the parts a ``Classifier`` row takes: tensor-name prefixes, None if absent.
-
-    ``hidden`` may be a Linear or a 1x1 conv with bias applied after pooling (timm's ``conv_head``); ``bn_eps`` is
-    the BatchNorm eps the source was trained with, when it differs from the config's (weights are rescaled)."""
-
-    fc: str
-    conv: str | None = None
-    bn: str | None = None
-    hidden: str | None = None
-    bn_eps: float | None = None
-
-
-def rescale_bn_weight(weight: torch.Tensor, var: torch.Tensor, eps_from: float, eps_to: float) -> torch.Tensor:
-    """BN weight that gives the same eval output under ``eps_to`` as ``weight`` under ``eps_from``:
-    w * sqrt((var + eps_to) / (var + eps_from)). (Changing running_var instead could make it negative.)"""
-    scale = ((var.double() + eps_to) / (var.double() + eps_from)).sqrt()
-    return (weight.double() * scale).to(weight.dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceFormat:
-    """One source checkpoint layout and how its tensors map onto a plugin model."""
-
-    name: str
-    description: str
-    detect: Callable[[StateDict], bool]
-    map_state_dict: Callable[[StateDict, nn.Module], StateDict]
-    load_name: Callable[[str], StateDict | None] | None = None
-    ignored: tuple[str, ...] = ()
-    head: HeadSource | None = None
-
-
-#: Registered source formats by name (filled by the family modules; use :func:`formats` to read it).
-FORMATS: dict[str, SourceFormat] = {}
-_LOADED = False
-
-
-def register_format(fmt: SourceFormat) -> SourceFormat:
-    """Add ``fmt`` to the registry; a name may be registered once (re-importing the same module is fine)."""
-    old = FORMATS.get(fmt.name)
-    if old is not None and old.map_state_dict.__module__ != fmt.map_state_dict.__module__:
-        raise ValueError(f"source format {fmt.name!r} is already registered by {old.map_state_dict.__module__}")
-    FORMATS[fmt.name] = fmt
-    return fmt
-
-
-def formats() -> dict[str, SourceFormat]:
-    """Every registered source format, importing the family modules on first call."""
-    global _LOADED
-    if not _LOADED:
-        for family in FAMILY_MODULES:
-            name = f"{__name__}.{family}"
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
-        _LOADED = True
-    return FORMATS
-
-
-def plugin_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
-    """The plugin rows of an Ultralytics model's backbone that carry tensors, ``[(layer index, module), ...]``.
-
-    The backbone is ``model.yaml["backbone"]``'s rows of ``model.model``. Rows without state (``ImageNorm``,
-    passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so position 0 is the stem."""
-    from ..modules import YamlModule
-
-    layers = model.model
-    n_backbone = len(model.yaml["backbone"]) if isinstance(getattr(model, "yaml", None), dict) else len(layers)
-    return [(i, m) for i, m in enumerate(layers[:n_backbone]) if isinstance(m, YamlModule) and m.state_dict()]
-
-
-def map_by_name(
-    source: StateDict, model: nn.Module, source_key: Callable[[int, nn.Module, str], str | None]
-) -> StateDict:
-    """Helper for ``map_state_dict``: walk the plugin backbone rows and take, for each local tensor name of the
-    ``k``-th row, ``source[source_key(k, row_module, local_key)]`` when that key exists (None skips the tensor).
-
-    Returns ``{"model.<layer>.<local_key>": source tensor}``."""
-    out = {}
-    for k, (i, module) in enumerate(plugin_rows(model)):
-        for local in module.state_dict():
-            key = source_key(k, module, local)
-            if key is not None and key in source:
-                out[f"model.{i}.{local}"] = source[key]
-    return out
-
-
 from .core import ConversionReport, convert_checkpoint, load_source, map_weights
+from .registry import (
+    FAMILY_MODULES,
+    FORMATS,
+    ConversionError,
+    Derived,
+    HeadSource,
+    SourceFormat,
+    StateDict,
+    formats,
+    map_by_name,
+    plugin_rows,
+    register_format,
+    rescale_bn_weight,
+)
 
 __all__ = [
     "FAMILY_MODULES",

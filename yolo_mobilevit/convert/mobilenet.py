@@ -22,7 +22,7 @@ from torch import nn
 from ..modules import ConvBNAct, ImageNorm, MV2Stage, SqueezeExcite
 from ..modules.layers import norm_preset
 from ..modules.mobilenet import MobileNetV1Stage, MobileNetV3Stage
-from . import (
+from .registry import (
     ConversionError,
     Derived,
     HeadSource,

@@ -32,7 +32,7 @@ def _n_backbone(model: nn.Module, layers: nn.Sequential) -> int:
 def _backbone_taps(model: nn.Module, layers: nn.Sequential, level_of: dict[int, int]) -> dict[int, int]:
     """Per level, the last backbone layer at that level, preferring plugin stage outputs over YOLO's own
     blocks (SPPF, C2PSA) that configs append to the backbone."""
-    from .modules import YamlModule
+    from ..modules import YamlModule
 
     taps: dict[int, int] = {}
     for i, level in sorted(level_of.items()):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ._startup import ENV_SWITCH, TasksImportHook, autoload_enabled
-from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
+from .._startup import ENV_SWITCH, TasksImportHook, autoload_enabled
+from ..versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
 
 PTH_FILE = "yolo_mobilevit_autoload.pth"
 PATCH = 2  # every patch-based stage (MobileViT v1/v2) uses 2x2 patches
@@ -67,7 +67,7 @@ def check_safe_load(report: Report) -> None:
     import torch
     from ultralytics.nn import tasks
 
-    from .integration import is_registered, register, safe_classes
+    from ..integration import is_registered, register, safe_classes
 
     register()
     report.add(f"plugin registered: {'yes' if is_registered() else 'no'}", ok=is_registered())
@@ -102,7 +102,7 @@ def plugin_stages(cfg: str) -> tuple[list[tuple[int, str, int, bool]], int]:
     import torch
     from ultralytics import YOLO
 
-    from .modules import MobileViTStage, MobileViTv2Stage, YamlModule
+    from ..modules import MobileViTStage, MobileViTv2Stage, YamlModule
 
     model = YOLO(cfg).model
     probe, strides = 256, {}

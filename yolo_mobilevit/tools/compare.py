@@ -5,7 +5,7 @@ its own fresh interpreter (:func:`run_job`), one after the other, so that no mod
 next one's numbers. Per model that process
 
 1. counts parameters and GFLOPs twice: Ultralytics' figure (thop, what ``yolo`` prints) and with attention counted
-   (:func:`yolo_mobilevit.flops.count_macs`);
+   (:func:`yolo_mobilevit.tools.flops.count_macs`);
 2. times forwards of the fused fp32 model (``model.fuse()``, as ``yolo predict`` runs it) on random input, for every
    batch size asked for: PyTorch eager on the CPU, PyTorch eager on the GPU when CUDA is available, and ONNX Runtime
    (CPU) on an ``Exporter`` ONNX export of the model, static shapes, one export per batch size; the median of the
@@ -587,7 +587,7 @@ def compare(
         results_file = out_dir / "results.json"
         results_file.unlink(missing_ok=True)
         print(f"\ncompare: {label} ({spec}) -> {out_dir}", flush=True)
-        code = "import sys; from yolo_mobilevit.compare import run_job; sys.exit(run_job(sys.argv[1]))"
+        code = "import sys; from yolo_mobilevit.tools.compare import run_job; sys.exit(run_job(sys.argv[1]))"
         proc = subprocess.run([sys.executable, "-c", code, str(job_file)], check=False)
         res = json.loads(results_file.read_text()) if results_file.is_file() else {"model": label, "source": spec}
         if proc.returncode != 0 or (train and "train_img_s" not in res):
@@ -619,7 +619,7 @@ def compare(
     memory += "; GPU: torch.cuda.max_memory_allocated" if gpu else ""
     gflops = (
         f"GFLOPs at {imgsz}x{imgsz} = 2 x MACs: Ultralytics' figure (thop) and torch's FLOP counter with attention "
-        "counted (yolo_mobilevit.flops.count_macs)."
+        "counted (yolo_mobilevit.tools.flops.count_macs)."
     )
     notes = [env, gflops, latency + ".", memory + "."]
     if train:
