@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNAct, InvertedResidual
+from .layers import ConvBNAct, MV2DownsampleStage
 from .mobilevit import from_patches, on_patch_grid, to_patches
-from .rows import Arg, YamlArgError, YamlModule
+from .rows import Arg, YamlArgError
 
 
 class SeparableSelfAttention(nn.Module):
@@ -94,7 +94,7 @@ class MobileViTv2Block(nn.Module):
         return self.conv_proj(on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation))
 
 
-class MobileViTv2Stage(YamlModule):
+class MobileViTv2Stage(MV2DownsampleStage):
     """A MobileViTv2 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViTv2 blocks (published: 1).
 
     YAML: ``[-1, 1, MobileViTv2Stage, [c2, d, L, expansion, dropout]]``; ``d`` (attention width, published: c2/2)
@@ -122,12 +122,7 @@ class MobileViTv2Stage(YamlModule):
     def __init__(
         self, c1: int, c2: int, n: int = 1, d: int = 128, L: int = 2, expansion: float = 2, dropout: float = 0.0
     ) -> None:
-        super().__init__()
-        self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
-        self.blocks = nn.Sequential(*(MobileViTv2Block(c2, d, L, dropout) for _ in range(n)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        super().__init__(c1, c2, n, expansion, lambda: MobileViTv2Block(c2, d, L, dropout))
 
 
 __all__ = [
