@@ -45,6 +45,7 @@ def test_checkpoints_record_the_plugin_version(saved: Path):
     assert written_by(saved.with_name("absent.pt")) is None
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_refused_by_name(saved: Path, tmp_path: Path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
@@ -59,6 +60,7 @@ class FutureBlock(torch.nn.Module):
     """Stands for a module a later plugin version adds; pickled as yolo_mobilevit.modules.mobilevit.FutureBlock."""
 
 
+@pytest.mark.slow
 def test_checkpoint_from_a_newer_plugin_names_the_version_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     FutureBlock.__module__ = mobilevit_module.__name__
     monkeypatch.setattr(mobilevit_module, "FutureBlock", FutureBlock, raising=False)
@@ -77,6 +79,7 @@ def test_checkpoint_from_a_newer_plugin_names_the_version_to_install(tmp_path: P
     assert digest(future) == before
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_from_another_config_is_refused(saved: Path, tmp_path: Path):
     before = digest(saved)
     out = yolo_fails("train", f"model={CFG / 'yolov8n-mobilevit-s.yaml'}", f"pretrained={saved}",

@@ -34,6 +34,7 @@ TOLERANCE = {
 }
 ALL = list(FAMILIES)
 FLAGSHIP = ["mobilevit"]  # the formats that are slow to export run on the flagship only (2-core budget)
+pytestmark = pytest.mark.slow  # every test exports through the `yolo` CLI
 
 
 def calibrate(model: nn.Module) -> None:
