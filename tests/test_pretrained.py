@@ -348,8 +348,8 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     from ultralytics.utils import SETTINGS
 
     config = tmp_path / "ultralytics-config"
-    config.mkdir(exist_ok=True)
-    (config / "settings.json").write_text(json.dumps({**dict(SETTINGS), "weights_dir": str(tmp_path / "weights")}))
+    (config / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    (config / "Ultralytics" / "settings.json").write_text(json.dumps({**dict(SETTINGS), "weights_dir": str(tmp_path / "weights")}))
     return {"YOLO_CONFIG_DIR": str(config), **extra}
 
 
@@ -376,5 +376,6 @@ def test_cli_train_fetches_from_http_mirror_once(tmp_path: Path, http_folder) ->
 def test_cli_train_offline_without_cache_warns_once_and_trains(tmp_path: Path) -> None:
     proc = _yolo(train_args(XXS, tmp_path), tmp_path, _cli_env(tmp_path))
     log = proc.stdout + proc.stderr
-    assert log.count("Training the backbone from scratch") == 1, log[-3000:]
+    count = log.count("Training the backbone from scratch")
+    assert count == 1, (count, log[-3000:])
     assert (tmp_path / "train/weights/last.pt").is_file()
