@@ -8,6 +8,7 @@ import http.server
 import re
 import sys
 import threading
+import typing
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ TOL = 1e-5  # fp32; our eval path runs channels-last on the CPU (measured up to 
 def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The pretrained-weights patches applied (as the integration table will), the weights cache in a temp
     folder and no mirror; returns the cache folder."""
-    import ultralytics.engine.trainer
-    import ultralytics.nn.tasks
 
     for row in ROWS:
         module = sys.modules[row.module]
@@ -59,7 +58,10 @@ def v3_small_taps(x: torch.Tensor) -> list[torch.Tensor]:
     """torchvision's own P3/P4/P5 of :func:`v3_small` (features 3, 8, 11) from [0, 1] input, ImageNet-normalised."""
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     extractor = create_feature_extractor(v3_small(), {"features.3": "P3", "features.8": "P4", "features.11": "P5"})
     return list(extractor((x - mean) / std).values())
 
@@ -112,8 +114,8 @@ def test_load_reference_file_in_every_format(patched: Path, tmp_path: Path, wrap
 def trainer(tmp_path: Path, model: Path, **overrides):
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    args = dict(model=str(model), data=str(dataset_yaml("coco8")), device="cpu", project=str(tmp_path), name="t")
-    return DetectionTrainer(overrides={**args, "exist_ok": True, "plots": False, **overrides})
+    args = {"model": str(model), "data": str(dataset_yaml("coco8")), "device": "cpu", "project": str(tmp_path)}
+    return DetectionTrainer(overrides={**args, "name": "t", "exist_ok": True, "plots": False, **overrides})
 
 
 def test_trainer_pretrained_file_torchvision_and_mismatch(patched: Path, tmp_path: Path) -> None:
@@ -125,7 +127,10 @@ def test_trainer_pretrained_file_torchvision_and_mismatch(patched: Path, tmp_pat
     assert_backbone_equals(t.model, v3_small_taps)
 
     wrong = save(reference("mobilevit_xxs").state_dict(), tmp_path / "xxs.pth", "bare")
-    with pytest.raises(ConversionError, match=r"xxs.pth \(timm-mobilevit\) does not fit the config: \d+ tensor shapes differ:\n    model\.1\.blocks\.0\.expand\.conv\.weight"):
+    with pytest.raises(
+        ConversionError,
+        match=r"xxs.pth \(timm-mobilevit\) does not fit the config: \d+ tensor shapes differ:\n    model\.1\.blocks\.0\.expand\.conv\.weight",
+    ):
         trainer(tmp_path, CFG / "yolov8n-mobilevit.yaml", pretrained=str(wrong)).setup_model()
 
 
@@ -142,7 +147,7 @@ def test_ultralytics_checkpoint_takes_ultralytics_path(patched: Path, tmp_path: 
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
+    requests: typing.ClassVar[list[str]] = []
 
     def log_message(self, *args) -> None:
         type(self).requests.append(self.path)
@@ -182,7 +187,9 @@ def test_default_weights_from_mirror_folder_then_cache(
     assert_backbone_equals(t.model, xxs_taps)
 
 
-def test_default_weights_from_http_mirror(patched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_folder) -> None:
+def test_default_weights_from_http_mirror(
+    patched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_folder
+) -> None:
     """A mirror given as a URL base (an HTTP server on 127.0.0.1): torchvision weights by their documented name."""
     folder, url = http_folder
     save(v3_small().state_dict(), folder / "torchvision/mobilenet_v3_small.IMAGENET1K_V1.pth", "bare")
@@ -349,7 +356,9 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
     config = tmp_path / "ultralytics-config"
     (config / "Ultralytics").mkdir(parents=True, exist_ok=True)
-    (config / "Ultralytics" / "settings.json").write_text(json.dumps({**dict(SETTINGS), "weights_dir": str(tmp_path / "weights")}))
+    (config / "Ultralytics" / "settings.json").write_text(
+        json.dumps({**dict(SETTINGS), "weights_dir": str(tmp_path / "weights")})
+    )
     return {"YOLO_CONFIG_DIR": str(config), **extra}
 
 

@@ -199,7 +199,7 @@ def _download(url: str, dest: Path) -> Path:
     """``url`` -> ``dest`` through a temporary file in the same folder (renamed when complete, so a reader never
     sees half a file). HTTP errors propagate."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 (http(s) only, see callers)
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
         try:
             with os.fdopen(fd, "wb") as f:
