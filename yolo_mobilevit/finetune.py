@@ -64,3 +64,9 @@ def make_build_optimizer(original: Any) -> Any:
 
 
 __all__ = ["DEFAULT", "KEY", "check_backbone_lr", "make_build_optimizer", "split_backbone_groups"]
+
+
+def check_args(cfg: dict) -> None:
+    """The integration's validator form (the whole config dict): checks ``backbone_lr`` when set."""
+    if cfg.get(KEY) is not None:
+        check_backbone_lr(cfg[KEY])
