@@ -52,7 +52,13 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="Ultralytics checkpoint to write (.pt)")
     p.add_argument("--format", default=None, help="source format (default: detected from the tensor names)")
     p.add_argument("--partial", action="store_true", help="allow a partial fit instead of refusing it")
-    p.add_argument("--swap-rb", action="store_true", help="reverse the stem's input channels (BGR-trained weights)")
+    p.add_argument(
+        "--swap-rb",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reverse the stem's input channels (or keep them: --no-swap-rb); default: by the source's training "
+        "colour order (ml-cvnets v0.1 MobileViT: BGR, reversed; timm, torchvision: RGB, kept)",
+    )
     p.add_argument(
         "--no-head", action="store_true", help="-cls configs: leave the Classifier row initialized (new classes)"
     )
