@@ -13,13 +13,12 @@ from yolo_mobilevit.featuremap import plugin_rows
 
 @pytest.mark.parametrize("name", ["SGD", "AdamW", "MuSGD"])
 def test_backbone_lr_scales_exactly_the_backbone_groups(name: str, tmp_path: Path, monkeypatch) -> None:
-    from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
 
-    monkeypatch.setitem(DEFAULT_CFG_DICT, finetune.KEY, finetune.DEFAULT)
-    monkeypatch.setattr(DEFAULT_CFG, finetune.KEY, finetune.DEFAULT, raising=False)
-    monkeypatch.setattr(BaseTrainer, "build_optimizer", finetune.make_build_optimizer(BaseTrainer.build_optimizer))
+    from yolo_mobilevit import integration
+
+    (row,) = [p for p in integration.PATCHES if p.factory.endswith("finetune:make_build_optimizer")]
+    assert integration.is_patched(row)  # the start-up hook applied the table's row; nothing is wrapped here
     results = {}
     for factor in (1.0, 0.1):
         overrides = {"model": str(CFG / "yolov8n-mobilevit-xxs.yaml"), "data": str(dataset_yaml("coco8")),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import re
-import sys
 import threading
 import typing
 from pathlib import Path
@@ -14,15 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import CFG, REPO, dataset_yaml, run, train_args
+from conftest import CFG, dataset_yaml, train_args, yolo
 from mobilevit_refs import features_only, randomize_norms, reference, rel_err, timm_p3_p5
-from pretrained_cli import ROWS
 from torch import nn
 
 from yolo_mobilevit import pretrained
 from yolo_mobilevit.convert import ConversionError, convert_checkpoint
 from yolo_mobilevit.convert.mobilevit import cvnets_to_timm
-from yolo_mobilevit.integration import _resolve
+from yolo_mobilevit.integration import PATCHES, is_patched
 from yolo_mobilevit.tools.features import backbone_features
 
 XXS = CFG / "yolov8n-mobilevit-xxs.yaml"
@@ -32,14 +30,13 @@ TOL = 1e-5  # fp32; our eval path runs channels-last on the CPU (measured up to 
 
 @pytest.fixture
 def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The pretrained-weights patches applied (as the integration table will), the weights cache in a temp
+    """The pretrained-weights rows of the patch table applied (by the start-up hook), the weights cache in a temp
     folder and no mirror; returns the cache folder."""
+    import ultralytics.engine.trainer
+    import ultralytics.nn.tasks  # noqa: F401  (the start-up hook patches each module as it is imported)
 
-    for row in ROWS:
-        module = sys.modules[row.module]
-        owner, name = (module, row.attribute) if "." not in row.attribute else (
-            getattr(module, row.attribute.split(".")[0]), row.attribute.split(".")[1])  # fmt: skip
-        monkeypatch.setattr(owner, name, _resolve(row.factory)(getattr(owner, name)))
+    rows = [p for p in PATCHES if p.factory.startswith("yolo_mobilevit.pretrained:")]
+    assert len(rows) == 3 and all(is_patched(row) for row in rows)
     cache = tmp_path / "cache"
     monkeypatch.setattr(pretrained, "cache_dir", lambda: cache)
     monkeypatch.delenv(pretrained.MIRROR_ENV, raising=False)
@@ -363,7 +360,7 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _yolo(args: list[str], tmp_path: Path, env: dict[str, str]):
-    return run([sys.executable, str(REPO / "tests" / "pretrained_cli.py"), *args], cwd=tmp_path, env=env)
+    return yolo(*args, cwd=tmp_path, env=env)
 
 
 @pytest.mark.slow

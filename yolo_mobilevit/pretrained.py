@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import weakref
 from pathlib import Path
@@ -261,8 +264,35 @@ def _network_sources(spec: str, relative: str) -> list[tuple[str, str]]:
     return []  # mobileformer: the official release files are not on a stable URL; use the mirror or the cache
 
 
+def _check_reachable(url: str) -> None:
+    """Raise OSError unless ``url``'s host accepts a TCP connection within ``HTTP_TIMEOUT``, name lookup included
+    (``getaddrinfo`` has no timeout of its own, and a request to an unreachable host may hang instead of failing)."""
+    parts = urllib.parse.urlsplit(url)
+    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+    outcome: list[OSError | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=HTTP_TIMEOUT).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(HTTP_TIMEOUT)
+    if not outcome:
+        raise TimeoutError(f"{address[0]}:{address[1]} did not answer within {HTTP_TIMEOUT:.0f} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 def _from_network(spec: str, relative: str) -> Path:
     library, _, name = spec.partition("/")
+    sources = _network_sources(spec, relative)
+    if not sources:
+        raise WeightsUnavailable(f"{spec} has no download location")
+    _check_reachable(sources[0][0])
     if library == "timm":
         try:
             from huggingface_hub import hf_hub_download
@@ -277,9 +307,6 @@ def _from_network(spec: str, relative: str) -> Path:
                 except hf_errors.EntryNotFoundError:
                     continue
                 return _copy(Path(path), cache_dir() / f"{relative}{ext}")
-    sources = _network_sources(spec, relative)
-    if not sources:
-        raise WeightsUnavailable(f"{spec} has no download location")
     last: Exception | None = None
     for url, file in sources:
         try:
