@@ -72,7 +72,9 @@ def test_yolo_train_on_grayscale_coco8(tmp_path: Path) -> None:
     spec = yaml.safe_load((data / "coco8.yaml").read_text())
     spec.update(path=str(data), channels=1)
     (data / "coco8.yaml").write_text(yaml.safe_dump(spec))
-    args = [a for a in train_args(CFG / "yolov8-mobilenetv3-small.yaml", tmp_path / "runs") if not a.startswith("data=")]
+    args = [
+        a for a in train_args(CFG / "yolov8-mobilenetv3-small.yaml", tmp_path / "runs") if not a.startswith("data=")
+    ]
     yolo(*args, f"data={data / 'coco8.yaml'}", cwd=tmp_path)
     best = tmp_path / "runs" / "train" / "weights" / "best.pt"
     ckpt = torch.load(best, map_location="cpu", weights_only=False)

@@ -65,7 +65,7 @@ def _raw(path: Path) -> dict:
 def test_trainer_checkpoint_records_the_digest_of_its_weights(saved: Path):
     ema = _raw(saved)["ema"]
     assert getattr(ema.model, DIGEST_KEY) == weights_digest(ema)
-    model, ckpt = load_checkpoint(saved)
+    _, ckpt = load_checkpoint(saved)
     assert not hasattr(ckpt["ema"].model, DIGEST_KEY)  # verified, then dropped: an edited model never carries it
 
 
