@@ -46,10 +46,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    import yolo_mobilevit  # noqa: F401
     from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.nn import tasks
 
+    import yolo_mobilevit  # noqa: F401
     from yolo_mobilevit.checkpoints import DIGEST_KEY, make_save_model, weights_digest, zip_damage
     from yolo_mobilevit.integration import MARKER
 
@@ -87,20 +87,26 @@ def main() -> None:
 
     med = {name: statistics.median(t) for name, t in times.items()}
     lines = [
-        f"`python benchmarks/checkpoint_digest.py --threads {args.threads} --repeats {args.repeats} "
-        f"--warmup {args.warmup}`; {Path(args.cfg).name}, last.pt {size / 1e6:.1f} MB "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, fp16); torch {torch.__version__}, "
-        f"{args.threads} thread(s); median of {args.repeats} interleaved rounds after {args.warmup} warm-up; "
-        f"loadavg before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}",
+        (
+            f"`python benchmarks/checkpoint_digest.py --threads {args.threads} --repeats {args.repeats} "
+            f"--warmup {args.warmup}`; {Path(args.cfg).name}, last.pt {size / 1e6:.1f} MB "
+            f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, fp16); torch {torch.__version__}, "
+            f"{args.threads} thread(s); median of {args.repeats} interleaved rounds after {args.warmup} warm-up; "
+            f"loadavg before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}"
+        ),
         "",
         "| step | median ms | min ms |",
         "|---|---|---|",
         *(f"| {name} | {med[name]:.1f} | {min(times[name]):.1f} |" for name in variants),
         "",
-        f"save overhead: {med['save: with digest hook'] / med['save: Ultralytics']:.2f}x "
-        f"(+{med['save: with digest hook'] - med['save: Ultralytics']:.1f} ms per checkpoint write)",
-        f"load overhead: {med['load: plugin (CRC + digest)'] / med['load: Ultralytics']:.2f}x "
-        f"(+{med['load: plugin (CRC + digest)'] - med['load: Ultralytics']:.1f} ms per load)",
+        (
+            f"save overhead: {med['save: with digest hook'] / med['save: Ultralytics']:.2f}x "
+            f"(+{med['save: with digest hook'] - med['save: Ultralytics']:.1f} ms per checkpoint write)"
+        ),
+        (
+            f"load overhead: {med['load: plugin (CRC + digest)'] / med['load: Ultralytics']:.2f}x "
+            f"(+{med['load: plugin (CRC + digest)'] - med['load: Ultralytics']:.1f} ms per load)"
+        ),
     ]
     text = "\n".join(lines) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

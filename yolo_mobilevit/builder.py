@@ -265,7 +265,9 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
         c2, n = planned.c2, len(copies)
     try:
         planned.cls.check_scaled(c2, n, planned.kwargs)
-        kwargs = planned.kwargs if planned.image_channels is None else {**planned.kwargs, "channels": planned.image_channels}
+        kwargs = dict(planned.kwargs)
+        if planned.image_channels is not None:
+            kwargs["channels"] = planned.image_channels
         module = planned.cls(**kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **kwargs)
     except (YamlArgError, ValueError) as e:
         raise YamlRowError(_row_message(planned.label, planned.row, planned.cls, e)) from None

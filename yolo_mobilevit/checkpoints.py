@@ -50,7 +50,7 @@ def _pickle_bytes(path: str | Path) -> bytes | None:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
             return archive.read(name) if name else None
-    except Exception:  # any damage (bad header, unknown zip version, undecodable name): not readable here
+    except Exception:  # noqa: BLE001  any damage (bad header, unknown zip version, undecodable name): unreadable
         return None
 
 
@@ -63,7 +63,7 @@ def zip_damage(path: str | Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
         return None if bad is None else f"record {bad!r} does not match its CRC-32"
-    except Exception as e:  # zipfile raises many types for damaged headers (BadZipFile, NotImplementedError, ...)
+    except Exception as e:  # noqa: BLE001  zipfile raises many types for damaged headers (NotImplementedError...)
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable zip structure'}"
 
 
@@ -84,6 +84,15 @@ def weights_digest(model: nn.Module, as_saved: bool = False) -> str:
 
 def _skip_integrity() -> bool:
     return os.environ.get(SKIP_DIGEST_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _official_asset(weight: Any) -> bool:
+    """Whether ``weight`` is an official Ultralytics asset by bare name, whose damaged cache Ultralytics re-downloads."""
+    try:
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+    except ImportError:
+        return False
+    return str(weight) == Path(str(weight)).name and Path(str(weight)).name in GITHUB_ASSETS_NAMES
 
 
 def _damaged(weight: Any, reason: str) -> CheckpointError:
@@ -168,7 +177,7 @@ def make_torch_safe_load(original: Any) -> Any:
 
     def torch_safe_load(weight: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(weight, (str, Path)) and Path(weight).is_file():
-            damage = None if _skip_integrity() else zip_damage(weight)
+            damage = None if _skip_integrity() or _official_asset(weight) else zip_damage(weight)
             if damage is not None:
                 raise _damaged(weight, damage)
             missing = missing_plugin_classes(weight)
