@@ -82,3 +82,14 @@ def test_yolo_train_on_grayscale_coco8(tmp_path: Path) -> None:
     assert model.yaml["channels"] == 1 and model.model[0].mean.shape == (1, 1, 1, 1)
     with torch.no_grad():
         assert model.float().eval()(torch.rand(1, 1, 64, 64))[0].shape[0] == 1
+
+
+def test_rgb_plugin_checkpoint_transfers_to_a_grayscale_config() -> None:
+    torch.manual_seed(0)
+    rgb = DetectionModel(str(CFG / "yolov8n-mobilevit-xxs.yaml"), verbose=False)
+    gray = DetectionModel(str(CFG / "yolov8n-mobilevit-xxs.yaml"), ch=1, verbose=False)
+    gray.load(rgb, verbose=False)
+    ours, theirs = gray.state_dict(), rgb.state_dict()
+    (stem,) = [k for k, v in theirs.items() if v.ndim == 4 and v.shape[1] == 3]
+    assert torch.equal(ours[stem], theirs[stem].sum(dim=1, keepdim=True))
+    assert all(torch.equal(ours[k], v) for k, v in theirs.items() if k != stem)

@@ -268,6 +268,28 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
         )
 
 
+def gray_stem_copy(target: nn.Module, weights: Any) -> nn.Module | None:
+    """A copy of an RGB plugin checkpoint's model whose 3-channel input convs are summed to 1 channel where
+    ``target`` (a grayscale config) has them, as conversion does; None when nothing needs adapting."""
+    import copy
+
+    if not isinstance(weights, nn.Module) or not _plugin_indices(weights):
+        return None
+    ours = target.state_dict()
+    keys = [
+        k
+        for k, v in weights.state_dict().items()
+        if v.ndim == 4 and v.shape[1] == 3 and k in ours and ours[k].shape == (v.shape[0], 1, *v.shape[2:])
+    ]
+    if not keys:
+        return None
+    adapted = copy.deepcopy(weights)
+    params = dict(adapted.named_parameters())
+    for k in keys:
+        params[k].data = params[k].data.sum(dim=1, keepdim=True)
+    return adapted
+
+
 def make_load(original: Any) -> Any:
     """Wrap Ultralytics' ``BaseModel.load(weights)`` with :func:`check_transfer`."""
 
@@ -275,6 +297,9 @@ def make_load(original: Any) -> Any:
         model = (
             weights["model"] if isinstance(weights, dict) and isinstance(weights.get("model"), nn.Module) else weights
         )
+        gray = gray_stem_copy(self, model)
+        if gray is not None:
+            model = weights = gray
         check_transfer(self, model, str(getattr(model, "pt_path", "the checkpoint")))
         return original(self, weights, *args, **kwargs)
 
