@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from conftest import CFG
 from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.nn import tasks
@@ -128,3 +130,24 @@ def test_random_byte_flips_load_the_same_weights_or_are_refused(saved: Path, tmp
             outcomes["same"] += 1
         assert damaged.read_bytes() == data  # never written to
     assert outcomes["CheckpointError"] > 0 and sum(outcomes.values()) == FLIPS
+
+
+@pytest.mark.slow
+def test_training_writes_checkpoints_whose_digest_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from conftest import dataset_yaml
+    from ultralytics import YOLO
+
+    monkeypatch.setattr(BaseTrainer, "save_model", make_save_model(BaseTrainer.save_model))
+    data = tmp_path / "coco8"
+    shutil.copytree(dataset_yaml("coco8").parent, data)  # Ultralytics writes label caches next to the labels
+    spec = yaml.safe_load((data / "coco8.yaml").read_text())
+    (data / "coco8.yaml").write_text(yaml.safe_dump({**spec, "path": str(data)}))
+    YOLO(str(XXS)).train(data=str(data / "coco8.yaml"), epochs=1, imgsz=64, batch=4, workers=0, device="cpu",
+                         project=str(tmp_path / "runs"), name="train", plots=False, val=True)  # fmt: skip
+    weights = tmp_path / "runs" / "train" / "weights"
+    for name in ("last.pt", "best.pt"):  # after Ultralytics' strip_optimizer rewrote them
+        raw = _raw(weights / name)
+        model = raw.get("ema") or raw["model"]
+        assert getattr(model.model, DIGEST_KEY) == weights_digest(model), name
+        loaded, _ = load_checkpoint(weights / name)
+        assert all(torch.equal(v, model.float().state_dict()[k]) for k, v in loaded.state_dict().items())
