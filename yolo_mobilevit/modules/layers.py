@@ -271,7 +271,8 @@ class ImageNorm(YamlModule):
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}" + (f", channels={self.channels}" if self.channels != 3 else "")
+        channels = getattr(self, "channels", 3)  # absent on modules pickled by earlier releases (always 3)
+        return f"preset={self.preset!r}" + (f", channels={channels}" if channels != 3 else "")
 
 
 __all__ = [
