@@ -140,7 +140,7 @@ def make_save_model(original: Any) -> Any:
         try:
             return original(self, *args, **kwargs)
         finally:
-            delattr(layers, DIGEST_KEY)  # the live EMA changes every step; only the copy in the file keeps it
+            layers.__dict__.pop(DIGEST_KEY, None)  # the live EMA changes every step; only the file's copy keeps it
 
     return save_model
 
