@@ -99,6 +99,7 @@ class _PlannedRow:
         self.cls, self.kwargs, self.label, self.row, self.source = cls, kwargs, label, row, source
         self.c1: int | None = None  # known at plan time only for rows built on an Index stand-in
         self.c2: int | None = None  # output channels after scaling (None for passthrough rows)
+        self.image_channels: int | None = None  # the image's channels, for rows that read it (ImageNorm)
 
 
 def _known_channels(plan: dict[int, _PlannedRow], index: int, ch: int) -> int | None:
@@ -221,6 +222,8 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
             kwargs[key] = scale_channels(kwargs[key], width, max_channels, cls.channel_divisor)
         flow.check(i, label, user_row, sources, cls, kwargs)
         planned = plan[i] = _PlannedRow(cls, kwargs, label, user_row, sources[0])
+        if getattr(cls, "reads_image", False):
+            planned.image_channels = ch
         # Stand-ins Ultralytics knows. Conv: c1 injected, c2 scaled (rounded to 8), repeats scaled.
         # Index: c2 recorded exactly as given (for widths Ultralytics' rounding would change); c1 comes from
         # the plugin row that feeds it. nn.Identity: keeps its input's channels (passthrough rows).
@@ -264,7 +267,10 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
         c2, n = planned.c2, len(copies)
     try:
         planned.cls.check_scaled(c2, n, planned.kwargs)
-        module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
+        kwargs = dict(planned.kwargs)
+        if planned.image_channels is not None:
+            kwargs["channels"] = planned.image_channels
+        module = planned.cls(**kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **kwargs)
     except (YamlArgError, ValueError) as e:
         raise YamlRowError(_row_message(planned.label, planned.row, planned.cls, e)) from None
     module.i, module.f = stand_in.i, stand_in.f

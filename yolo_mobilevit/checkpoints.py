@@ -1,13 +1,22 @@
-"""Checkpoint safety: which plugin version wrote a checkpoint, clear errors for unreadable or foreign checkpoints.
+"""Checkpoint safety: which plugin version wrote a checkpoint, clear errors for unreadable, damaged or foreign
+checkpoints.
 
 Every model with plugin rows records the plugin version on its layer list (``model.model.yolo_mobilevit_version``),
 which Ultralytics pickles into every checkpoint. When loading fails, :func:`written_by` reads that marker straight from the
 file's pickle bytes (the pickle itself cannot be loaded), so the error can say which version to install.
+
+Integrity: before unpickling, every record of a torch zip checkpoint is checked against the CRC-32 the zip stores for
+it, so a damaged file is refused by name instead of failing somewhere inside the unpickler. Checkpoints written by the
+trainer (``last.pt``, ``best.pt``) also carry a SHA-256 of their weights (``model.model.yolo_mobilevit_digest``),
+recomputed on load, which refuses weights changed after saving even where the zip was rewritten consistently.
+``YOLO_MOBILEVIT_SKIP_DIGEST=1`` skips both checks (e.g. to salvage a file you know to be edited).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -18,6 +27,8 @@ from torch import nn
 from .versions import __version__, parse_version
 
 VERSION_KEY = "yolo_mobilevit_version"
+DIGEST_KEY = "yolo_mobilevit_digest"
+SKIP_DIGEST_ENV = "YOLO_MOBILEVIT_SKIP_DIGEST"
 # The marker as pickled (protocol 2, torch.save's default): BINUNICODE key, an optional memo put, BINUNICODE value.
 _MARKER = re.compile(rb"X\x16\x00\x00\x00yolo_mobilevit_version(?:q.|r....)?X(....)", re.DOTALL)
 # A pickled class reference (GLOBAL opcode): c<module>\n<name>\n.
@@ -39,8 +50,99 @@ def _pickle_bytes(path: str | Path) -> bytes | None:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
             return archive.read(name) if name else None
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except Exception:  # noqa: BLE001  any damage (bad header, unknown zip version, undecodable name): unreadable
         return None
+
+
+def zip_damage(path: str | Path) -> str | None:
+    """What is wrong with a torch zip checkpoint's records (a CRC-32 mismatch, an unreadable header), or None when
+    every record reads back intact or the file is not a zip archive (legacy torch format: left to torch)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return None if bad is None else f"record {bad!r} does not match its CRC-32"
+    except Exception as e:  # noqa: BLE001  zipfile raises many types for damaged headers (NotImplementedError...)
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable zip structure'}"
+
+
+def weights_digest(model: nn.Module, as_saved: bool = False) -> str:
+    """SHA-256 over a model's state_dict (names, dtypes, shapes, bytes). ``as_saved``: of the copy the trainer
+    writes (floating tensors in fp16, non-finite values replaced, as ``BaseTrainer.save_model`` does)."""
+    import torch
+
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        t = value.detach().cpu()
+        if as_saved and t.is_floating_point():
+            t = torch.nan_to_num(t.half())
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _skip_integrity() -> bool:
+    return os.environ.get(SKIP_DIGEST_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _official_asset(weight: Any) -> bool:
+    """Whether ``weight`` is an official Ultralytics asset by bare name, whose damaged cache Ultralytics re-downloads."""
+    try:
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+    except ImportError:
+        return False
+    return str(weight) == Path(str(weight)).name and Path(str(weight)).name in GITHUB_ASSETS_NAMES
+
+
+def _damaged(weight: Any, reason: str) -> CheckpointError:
+    size = Path(weight).stat().st_size if Path(weight).is_file() else 0
+    return CheckpointError(
+        f"{weight} is not a loadable checkpoint: the file ({size:,} bytes) is damaged ({reason}). Copy or download it "
+        f"again; nothing was changed. To load it anyway, set {SKIP_DIGEST_ENV}=1."
+    )
+
+
+def verify_digest(ckpt: Any, weight: Any) -> None:
+    """Check the weights digest of a loaded checkpoint's models (``ema`` and ``model``) and drop it from them, so a
+    model edited after loading never carries a stale digest into another file. Checkpoints without one pass."""
+    if not isinstance(ckpt, dict):
+        return
+    for key in ("ema", "model"):
+        model = ckpt.get(key)
+        layers = getattr(model, "model", None) if isinstance(model, nn.Module) else None
+        recorded = getattr(layers, DIGEST_KEY, None) if isinstance(layers, nn.Module) else None
+        if recorded is None:
+            continue
+        delattr(layers, DIGEST_KEY)
+        if _skip_integrity():
+            continue
+        actual = weights_digest(model)
+        if actual != recorded:
+            raise CheckpointError(
+                f"{weight} is not a loadable checkpoint: the weights of its '{key}' model differ from the SHA-256 "
+                f"recorded when it was saved ({recorded[:12]}... saved, {actual[:12]}... now), so its tensors were "
+                f"changed or damaged after saving. Copy or download it again; nothing was changed. To load it anyway, "
+                f"set {SKIP_DIGEST_ENV}=1."
+            )
+
+
+def make_save_model(original: Any) -> Any:
+    """Wrap Ultralytics' ``BaseTrainer.save_model()`` so plugin checkpoints record :func:`weights_digest` of the
+    weights as written (the EMA in fp16), on the layer list that Ultralytics deep-copies into the file."""
+
+    def save_model(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ema = getattr(getattr(self, "ema", None), "ema", None)
+        layers = getattr(ema, "model", None)
+        if not (isinstance(layers, nn.Module) and hasattr(layers, VERSION_KEY)):
+            return original(self, *args, **kwargs)  # a stock model: written exactly as Ultralytics writes it
+        setattr(layers, DIGEST_KEY, weights_digest(ema, as_saved=True))
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            layers.__dict__.pop(DIGEST_KEY, None)  # the live EMA changes every step; only the file's copy keeps it
+
+    return save_model
 
 
 def written_by(path: str | Path) -> str | None:
@@ -57,7 +159,7 @@ def missing_plugin_classes(path: str | Path) -> list[str]:
     """Plugin classes a checkpoint file's pickle refers to that this install does not have (``module.Name``)."""
     missing = []
     for module, name in sorted(set(_PLUGIN_CLASS.findall(_pickle_bytes(path) or b""))):
-        module, name = module.decode(), name.decode()
+        module, name = module.decode("ascii", "replace"), name.decode("ascii", "replace")
         try:
             obj: Any = importlib.import_module(module)
             for part in name.split("."):
@@ -75,19 +177,24 @@ def make_torch_safe_load(original: Any) -> Any:
 
     def torch_safe_load(weight: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(weight, (str, Path)) and Path(weight).is_file():
+            damage = None if _skip_integrity() or _official_asset(weight) else zip_damage(weight)
+            if damage is not None:
+                raise _damaged(weight, damage)
             missing = missing_plugin_classes(weight)
             if missing:
                 raise CheckpointError(_version_message(weight, missing))
         try:
-            return original(weight, *args, **kwargs)
+            loaded = original(weight, *args, **kwargs)
         except (RuntimeError, EOFError) as e:
             if not isinstance(e, EOFError) and "PytorchStreamReader" not in str(e):
                 raise
             size = Path(weight).stat().st_size if Path(weight).is_file() else 0
             raise CheckpointError(
                 f"{weight} is not a loadable checkpoint: the file ({size:,} bytes) is truncated or corrupted "
-                f"({type(e).__name__}: {str(e).splitlines()[0]}). Copy or download it again; nothing was changed."
+                f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]}). Copy or download it again; nothing was changed."
             ) from e
+        verify_digest(loaded[0] if isinstance(loaded, tuple) else loaded, weight)
+        return loaded
 
     return torch_safe_load
 
@@ -161,6 +268,28 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
         )
 
 
+def gray_stem_copy(target: nn.Module, weights: Any) -> nn.Module | None:
+    """A copy of an RGB plugin checkpoint's model whose 3-channel input convs are summed to 1 channel where
+    ``target`` (a grayscale config) has them, as conversion does; None when nothing needs adapting."""
+    import copy
+
+    if not isinstance(weights, nn.Module) or not _plugin_indices(weights):
+        return None
+    ours = target.state_dict()
+    keys = [
+        k
+        for k, v in weights.state_dict().items()
+        if v.ndim == 4 and v.shape[1] == 3 and k in ours and ours[k].shape == (v.shape[0], 1, *v.shape[2:])
+    ]
+    if not keys:
+        return None
+    adapted = copy.deepcopy(weights)
+    params = dict(adapted.named_parameters())
+    for k in keys:
+        params[k].data = params[k].data.sum(dim=1, keepdim=True)
+    return adapted
+
+
 def make_load(original: Any) -> Any:
     """Wrap Ultralytics' ``BaseModel.load(weights)`` with :func:`check_transfer`."""
 
@@ -168,6 +297,9 @@ def make_load(original: Any) -> Any:
         model = (
             weights["model"] if isinstance(weights, dict) and isinstance(weights.get("model"), nn.Module) else weights
         )
+        gray = gray_stem_copy(self, model)
+        if gray is not None:
+            model = weights = gray
         check_transfer(self, model, str(getattr(model, "pt_path", "the checkpoint")))
         return original(self, weights, *args, **kwargs)
 
@@ -179,4 +311,14 @@ def stamp(layers: nn.Module) -> None:
     setattr(layers, VERSION_KEY, plugin_version())
 
 
-__all__ = ["CheckpointError", "check_transfer", "missing_plugin_classes", "stamp", "written_by"]
+__all__ = [
+    "CheckpointError",
+    "check_transfer",
+    "make_save_model",
+    "missing_plugin_classes",
+    "stamp",
+    "verify_digest",
+    "weights_digest",
+    "written_by",
+    "zip_damage",
+]

@@ -199,6 +199,17 @@ def _backbone_keys(model: nn.Module) -> list[str]:
     return [f"model.{i}.{k}" for i, m in plugin_rows(model) for k in m.state_dict()]
 
 
+def _is_rgb_stem_for_gray(source: torch.Tensor, target: torch.Tensor | None) -> bool:
+    """Whether ``source`` is a conv weight on 3 input channels where ``target`` is the same conv on 1."""
+    return (
+        target is not None
+        and source.ndim == target.ndim == 4
+        and source.shape[1] == 3
+        and target.shape[1] == 1
+        and source.shape[:1] + source.shape[2:] == target.shape[:1] + target.shape[2:]
+    )
+
+
 def map_weights(
     source: StateDict,
     model: nn.Module,
@@ -231,6 +242,11 @@ def map_weights(
         else:
             mapped[key], origins[key] = value, (source_key.get(id(value), "?"),)
     target = model.state_dict()
+    for key, value in mapped.items():
+        if _is_rgb_stem_for_gray(value, target.get(key)):
+            # A 1-channel (grayscale) config on RGB weights: the stem sees one gray value where the source saw three
+            # equal channels, so summing the RGB filters keeps its response (timm's adapt_input_conv does the same).
+            mapped[key] = value.sum(dim=1, keepdim=True)
     name = lambda key: "+".join(origins[key])
 
     unknown = [k for k in mapped if k not in target]

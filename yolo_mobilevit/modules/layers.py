@@ -253,12 +253,32 @@ def norm_preset(mean: tuple[float, ...], std: tuple[float, ...], tol: float = 1e
     return None
 
 
+def image_statistics(preset: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A preset's (mean, std) for an image of ``channels`` channels (see :class:`ImageNorm`); ValueError when the
+    preset's RGB statistics have no meaning for that many channels."""
+    mean, std = NORM_PRESETS[preset]
+    if channels == 3:
+        return mean, std
+    if channels == 1:
+        return (sum(mean) / 3,), (sum(std) / 3,)
+    if len(set(mean)) == 1 and len(set(std)) == 1:
+        return (mean[0],) * channels, (std[0],) * channels
+    uniform = [name for name, (m, s) in NORM_PRESETS.items() if len(set(m)) == len(set(s)) == 1]
+    raise ValueError(
+        f"preset {preset!r} holds RGB statistics, which do not apply to {channels}-channel images; use a data YAML "
+        f"with channels 1 or 3, or a preset with one statistic for every channel: {uniform}"
+    )
+
+
 class ImageNorm(YamlModule):
     """Per-channel input normalisation ``(x - mean) / std`` with preset statistics, as buffers (exports as Sub/Div).
 
-    YAML: ``[-1, 1, ImageNorm, [preset]]`` as the first backbone row, a passthrough row (no c2; 3 -> 3 channels).
+    YAML: ``[-1, 1, ImageNorm, [preset]]`` as the first backbone row, a passthrough row (no c2; C -> C channels).
     Backbones pretrained on normalised images need it because Ultralytics only divides by 255.
-    (B, 3, H, W) -> (B, 3, H, W).
+    ``channels`` is the image's (the data YAML's ``channels``, which the builder passes): 3 uses the preset's RGB
+    statistics; 1 (grayscale) uses their mean, i.e. the mean and std of the gray value ``(R + G + B) / 3`` when the
+    three channels are equal; any other count works only for presets whose three statistics are equal (``inception``,
+    ``raw``), which then apply to every channel. (B, C, H, W) -> (B, C, H, W).
     """
 
     yaml_args: ClassVar = (Arg("preset", str, "imagenet", tuple(NORM_PRESETS)),)
@@ -267,21 +287,22 @@ class ImageNorm(YamlModule):
     repeats_doc: ClassVar = "one normalisation"
     reads_image: ClassVar = True  # statistics are per image channel: the row must take the network's input
 
-    def __init__(self, preset: str = "imagenet") -> None:
+    def __init__(self, preset: str = "imagenet", channels: int = 3) -> None:
         super().__init__()
         if preset not in NORM_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {list(NORM_PRESETS)}")
-        self.preset = preset
-        mean, std = NORM_PRESETS[preset]
+        mean, std = image_statistics(preset, channels)
+        self.preset, self.channels = preset, channels
         # Not persistent: the preset defines them, so checkpoints and converted weights never carry stale copies.
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, channels, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, channels, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}"
+        channels = getattr(self, "channels", 3)  # absent on modules pickled by earlier releases (always 3)
+        return f"preset={self.preset!r}" + (f", channels={channels}" if channels != 3 else "")
 
 
 __all__ = [
@@ -296,6 +317,7 @@ __all__ = [
     "count_params",
     "fold_batchnorm",
     "fuse_modules",
+    "image_statistics",
     "make_divisible",
     "norm_preset",
     "strided_blocks",
