@@ -58,7 +58,7 @@ def test_good_rows_build(tmp_path):
         (
             2,
             "[-1, 1, MobileViTStage, [32]]",
-            "MobileViTStage expects 3 to 6 arguments [c2, d, L, expansion=4, heads=4, dropout=0.0], got 1",
+            "MobileViTStage expects 3 to 6 arguments [c2, d, depth, expansion=4, heads=4, dropout=0.0], got 1",
         ),
         (2, "[-1, 1, MobileViTStage, [32, 64.5, 2]]", "expects d to be int, got 64.5"),
         (2, "[-1, 1, MobileViTStage, [32, 60, 2, 4, 5]]", "d=64 (after width scaling) is not divisible by heads=5"),
@@ -67,9 +67,9 @@ def test_good_rows_build(tmp_path):
             "[-1, 1, MV2Stage, [24, 2, 4, swish]]",
             "unknown act 'swish'; choose one of ['silu', 'relu', 'relu6', 'hardswish', 'gelu', 'none']",
         ),
-        (1, "[-1, 0, MV2Stage, [24, 2]]", "repeats (blocks) must be an int >= 1, got 0"),
+        (1, "[-1, 0, MV2Stage, [24, 2]]", "expects repeats to be >= 1 (blocks), got 0"),
         (1, "[[-1, 0], 1, MV2Stage, [24, 2]]", "MV2Stage takes one input; `from` must be an int"),
-        (0, "[-1, 2, ConvBNAct, [16, 3, 2]]", "ConvBNAct builds one conv; repeats must be 1, got 2"),
+        (0, "[-1, 2, ConvBNAct, [16, 3, 2]]", "ConvBNAct expects repeats to be 1 (one conv), got 2"),
     ],
 )
 def test_malformed_rows(tmp_path, index, row, expected):

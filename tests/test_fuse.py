@@ -40,7 +40,7 @@ def assert_close_relative(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None
 
 @pytest.mark.parametrize("groups", [1, 4])
 def test_fold_batchnorm_matches_conv_then_bn(groups: int):
-    m = ConvBNAct(8, 16, k=3, s=2, groups=groups).eval()
+    m = ConvBNAct(8, 16, kernel=3, stride=2, groups=groups).eval()
     randomize_batchnorm(m)
     x = torch.randn(2, 8, 11, 9)
     expected = m(x)

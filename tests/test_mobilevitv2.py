@@ -46,7 +46,7 @@ def test_even_block_matches_timm_block() -> None:
 
     torch.manual_seed(0)
     ref = timm.create_model("mobilevitv2_050").stages[2].eval()
-    stage = MobileViTv2Stage(64, 128, 1, d=64, L=2).eval()
+    stage = MobileViTv2Stage(64, 128, 1, d=64, depth=2).eval()
     source = {f"stages.2.{k}": v for k, v in ref.state_dict().items()}
     stage.load_state_dict({k: source[timm_key(3, stage, k)] for k in stage.state_dict()})
     x = torch.rand(2, 64, 16, 12)
@@ -58,7 +58,7 @@ def test_yaml_row_errors_name_the_row(tmp_path) -> None:
     text = config("mobilevitv2_050").read_text().replace("[128, 64, 2]", "[128, 64, 0]")
     path = tmp_path / "yolov8-bad.yaml"
     path.write_text(text)
-    with pytest.raises(YamlRowError, match=r"layer 3 .*MobileViTv2Stage expects positive d and L"):
+    with pytest.raises(YamlRowError, match=r"layer 3 .*\[128, 64, 0\].*MobileViTv2Stage expects depth >= 1, got 0"):
         DetectionModel(str(path), verbose=False)
 
 
@@ -66,7 +66,7 @@ def test_onnx_export_matches(tmp_path) -> None:
     import onnx
     import onnxruntime as ort
 
-    stage = MobileViTv2Stage(16, 32, 1, d=16, L=1).eval()
+    stage = MobileViTv2Stage(16, 32, 1, d=16, depth=1).eval()
     x = torch.rand(1, 16, 20, 20)
     path = tmp_path / "v2.onnx"
     torch.onnx.export(stage, (x,), str(path), opset_version=17, dynamo=False)

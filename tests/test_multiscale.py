@@ -133,8 +133,8 @@ def test_trainer_glue_gates_and_rescales_the_optimizer_step():
         stepped.append(float(self.model.w.grad))
         self.model.w.grad = None
 
-    preprocess = ms._wrap_preprocess_batch(lambda self, batch: batch)
-    optimizer_step = ms._wrap_optimizer_step(ultralytics_step)
+    preprocess = ms.make_preprocess_batch(lambda self, batch: batch)
+    optimizer_step = ms.make_optimizer_step(ultralytics_step)
     sampler = VariableBatchSampler(100, size_batches([64, 96, 128], 96, 4), 96)
     args = SimpleNamespace(time=None)
     trainer = SimpleNamespace(model=_Model(), args=args, batch_size=4, epochs=1, accumulate=2)  # 8 images per step
@@ -184,7 +184,7 @@ def _epochs(workers: int, start: int, stop: int, reset_at: int = -1, redo_at: in
     trainer = _trainer()
     loader = build_dataloader(_Images(9), batch=4, workers=workers, shuffle=True, rank=-1)
     ms.attach(trainer, loader, 4, (1.0, 2.0))
-    preprocess = ms._wrap_preprocess_batch(lambda self, batch: {**batch, "img": torch.stack(batch["img"]).float()})
+    preprocess = ms.make_preprocess_batch(lambda self, batch: {**batch, "img": torch.stack(batch["img"]).float()})
     seen, epoch, redone = {}, start, False
     while epoch < stop:
         trainer.epoch = epoch

@@ -3,24 +3,35 @@
 ``import yolo_mobilevit`` activates the plugin (lazily: nothing heavy is imported until Ultralytics' model builder
 is). ``yolo_mobilevit.register()`` activates it eagerly. The installed ``.pth`` file does the same in every
 interpreter unless ``YOLO_MOBILEVIT_AUTOLOAD=0``.
+
+Public API: :func:`register`, :func:`feature_info` and :func:`feature_taps` (what each backbone row emits),
+:func:`backbone_features` (the maps themselves), ``__version__``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._startup import install_hook
 from .versions import __version__
 
+_LAZY = {  # name -> module that defines it; imported on first access so that start-up stays free of torch
+    "feature_info": "yolo_mobilevit.featuremap",
+    "feature_taps": "yolo_mobilevit.featuremap",
+    "backbone_features": "yolo_mobilevit.tools.features",
+}
+
 
 def register() -> None:
-    """Register the plugin's YAML modules with Ultralytics now (imports torch and ultralytics)."""
+    """Patch Ultralytics now (imports torch and ultralytics) instead of when its model builder is imported."""
     from .integration import register as _register
 
     _register()
 
 
-def __getattr__(name: str) -> Any:  # lazy access keeps `import yolo_mobilevit` free of torch
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     if name in {"modules", "integration"}:
         import importlib
 
@@ -30,4 +41,4 @@ def __getattr__(name: str) -> Any:  # lazy access keeps `import yolo_mobilevit` 
 
 install_hook()
 
-__all__ = ["__version__", "install_hook", "register"]
+__all__ = ["__version__", "backbone_features", "feature_info", "feature_taps", "install_hook", "register"]

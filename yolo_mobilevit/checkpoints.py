@@ -89,8 +89,6 @@ def make_torch_safe_load(original: Any) -> Any:
                 f"({type(e).__name__}: {str(e).splitlines()[0]}). Copy or download it again; nothing was changed."
             ) from e
 
-    torch_safe_load.__wrapped__ = original
-    torch_safe_load.__doc__ = original.__doc__
     return torch_safe_load
 
 
@@ -110,14 +108,13 @@ def _version_message(weight: Any, missing: list[str]) -> str:
     )
 
 
-def plugin_layer_indices(model: nn.Module) -> set[int]:
-    """Indices of the plugin rows (``YamlModule``) in an Ultralytics model's ``model.model``."""
-    from .modules import YamlModule
+def _plugin_indices(model: nn.Module) -> set[int]:
+    """Layer indices of the plugin rows of an Ultralytics model (empty for anything else)."""
+    from .featuremap import plugin_rows
 
-    layers = getattr(model, "model", None)
-    if not isinstance(layers, nn.Sequential):
+    if not isinstance(getattr(model, "model", None), nn.Sequential):
         return set()
-    return {i for i, m in enumerate(layers) if isinstance(m, YamlModule)}
+    return {i for i, _ in plugin_rows(model, backbone_only=False)}
 
 
 def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint") -> None:
@@ -127,15 +124,17 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
     pretrained and is not. Head differences (another ``nc``, also in a ``Classifier`` row) stay allowed, as in
     Ultralytics. Raises
     :class:`CheckpointError` listing each disagreeing row: its index, both modules and the first differing tensor."""
+    from .featuremap import backbone_length
+
     if not isinstance(weights, nn.Module):
         return
-    source_rows = plugin_layer_indices(weights)
+    source_rows = _plugin_indices(weights)
     if not source_rows:
         return  # a stock Ultralytics checkpoint: its neck/head may transfer onto a plugin config, as usual
     ours, theirs = target.state_dict(), weights.state_dict()
-    backbone = len(target.yaml["backbone"]) if isinstance(getattr(target, "yaml", None), dict) else len(target.model)
+    backbone = backbone_length(target)
     problems = []
-    for i in sorted(i for i in source_rows | plugin_layer_indices(target) if i < backbone):  # heads may change nc
+    for i in sorted(i for i in source_rows | _plugin_indices(target) if i < backbone):  # heads may change nc
         prefix = f"model.{i}."
         bad = next(
             (k for k in theirs if k.startswith(prefix) and (k not in ours or ours[k].shape != theirs[k].shape)),
@@ -172,8 +171,6 @@ def make_load(original: Any) -> Any:
         check_transfer(self, model, str(getattr(model, "pt_path", "the checkpoint")))
         return original(self, weights, *args, **kwargs)
 
-    load.__wrapped__ = original
-    load.__doc__ = original.__doc__
     return load
 
 
@@ -182,4 +179,4 @@ def stamp(layers: nn.Module) -> None:
     setattr(layers, VERSION_KEY, plugin_version())
 
 
-__all__ = ["CheckpointError", "check_transfer", "missing_plugin_classes", "plugin_layer_indices", "stamp", "written_by"]
+__all__ = ["CheckpointError", "check_transfer", "missing_plugin_classes", "stamp", "written_by"]

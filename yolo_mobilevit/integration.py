@@ -1,280 +1,220 @@
-"""Everything that touches Ultralytics' internals lives here.
+"""Everything that touches Ultralytics' internals lives here: one table of every patch, the one helper that applies
+them, and the training keys the plugin adds to Ultralytics' configuration.
 
-Ultralytics resolves YAML module names against ``ultralytics.nn.tasks`` globals and infers channels only for its
-own classes (``parse_model``). The plugin wraps ``parse_model``: each plugin row is first built as a stand-in
-``Conv`` row, so Ultralytics itself injects ``c1``, scales ``c2`` by width and ``max_channels``, scales repeats by
-depth and tracks the channels of every later layer; the stand-in is then replaced by the real module, built from
-the channels and repeats the stand-in received. Nothing installed is edited: ``register()`` patches the loaded
-module object once per process, and the start-up hook (``yolo_mobilevit._startup``) calls it in every interpreter.
+Nothing installed is edited. Each :class:`Patch` replaces one attribute of one Ultralytics module with a wrapper
+made by a factory (``original -> replacement``) that lives beside the feature it serves; :func:`apply` is the only
+code that assigns to Ultralytics. The start-up hook (:mod:`yolo_mobilevit._startup`) calls :func:`on_import` right
+after each module named in :data:`PATCHES` finishes importing, so the plain ``yolo`` CLI, DDP workers and fresh
+interpreters are patched without an explicit import. This module imports nothing heavy (it runs at start-up); the
+factories import torch and Ultralytics when they are called.
+
+Outside the supported Ultralytics range nothing is patched but :data:`GUARD`: stock models keep working, the plugin
+warns once, and a YAML that names a plugin row fails with a message naming both versions.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import copy
-import difflib
-import logging
-import math
+import functools
+import importlib
 import sys
-from pathlib import Path
-from typing import Any
 
-import torch
-from torch import nn
+from .errors import YamlRowError
 
-from . import multiscale
-from .checkpoints import make_load, make_torch_safe_load, stamp
-from .modules import YAML_MODULES, YamlModule, fuse_modules
-from .modules.rows import YamlArgError
-from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, check_ultralytics_version
-
-_ORIGINAL = "_yolo_mobilevit_original"
+MARKER = "__yolo_mobilevit_original__"  # set on every wrapper: the attribute it replaced
 
 
-class YamlRowError(ValueError):
-    """A model YAML row that the plugin cannot build; the message names the file, the layer and the fix."""
+class Patch:
+    """One replaced Ultralytics attribute: ``module`` (import name), ``attribute`` (``name`` or ``Class.name``),
+    ``factory`` (``"package.module:function"``, called with the original, returning the replacement) and why."""
+
+    __slots__ = ("attribute", "factory", "module", "why")
+
+    def __init__(self, module: str, attribute: str, factory: str, why: str) -> None:
+        self.module, self.attribute, self.factory, self.why = module, attribute, factory, why
+
+    def __repr__(self) -> str:
+        return f"Patch({self.module}:{self.attribute} <- {self.factory})"
 
 
-def _row_label(d: dict, i: int) -> str:
-    file = d.get("yaml_file") or "<model dict>"
-    n_backbone = len(d.get("backbone") or [])
-    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
-    return f"{file}: layer {i} ({section} row {j})"
+_TASKS, _CFG = "ultralytics.nn.tasks", "ultralytics.cfg"
+_TRAINER, _DETECT_TRAINER = "ultralytics.engine.trainer", "ultralytics.models.yolo.detect.train"
+
+#: Every patch the plugin makes, in the order they are applied within a module.
+PATCHES: tuple[Patch, ...] = (
+    Patch(_CFG, "check_cfg", "yolo_mobilevit.integration:make_check_cfg",
+          "validate the plugin's training keys (TRAINING_KEYS) where Ultralytics validates its own"),
+    Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_parse_model",
+          "build plugin rows with the channels, width scaling and repeats Ultralytics infers for its own rows"),
+    Patch(_TASKS, "BaseModel.fuse", "yolo_mobilevit.builder:make_fuse",
+          "fold the plugin's conv+BN pairs too (Ultralytics folds only its own conv classes)"),
+    Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.checkpoints:make_load",
+          "refuse pretrained backbones from another config instead of skipping their tensors silently"),
+    Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.checkpoints:make_torch_safe_load",
+          "name the plugin version a checkpoint needs before unpickling; clear errors for damaged files"),
+    Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.multiscale:make_get_dataloader",
+          "variable_batch: give the train loader the variable-batch sampler"),
+    Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.multiscale:make_preprocess_batch",
+          "variable_batch: resize each batch to its drawn size"),
+    Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.multiscale:make_optimizer_step",
+          "variable_batch: step per accumulated image count, gradient rescaled to it"),
+)  # fmt: skip
+
+#: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
+GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_unsupported_guard",
+              "outside the supported range: plugin rows fail naming both versions; stock rows build unchanged")  # fmt: skip
+
+#: Training keys the plugin adds: name -> (default, "package.module:validator"). The validator takes the whole
+#: config dict and raises ValueError naming the key; Ultralytics' CLI accepts the key because it is in the defaults.
+TRAINING_KEYS: dict[str, tuple[object, str]] = {
+    "variable_batch": (False, "yolo_mobilevit.multiscale:check_args"),
+}
+
+WATCHED: frozenset[str] = frozenset(p.module for p in PATCHES)
 
 
-def _known_names(tasks: Any) -> list[str]:
-    ultra = [k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
-    return sorted({*YAML_MODULES, *ultra})
+def _resolve(ref: str) -> object:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def scale_channels(c: int, width: float, max_channels: float, divisor: int = 8) -> int:
-    """Ultralytics' rule for a row's channels: ``ceil(min(c, max_channels) * width / divisor) * divisor``."""
-    return math.ceil(min(c, max_channels) * width / divisor) * divisor
+def _owner(module: object, attribute: str) -> tuple[object, str]:
+    *path, name = attribute.split(".")
+    for part in path:
+        module = getattr(module, part)
+    return module, name
 
 
-def _resolve_strings(args: list, namespace: dict[str, Any]) -> list:
-    """Resolve string args as Ultralytics does: a parse_model variable (``nc``, ``width``...) or a literal."""
-    out = []
-    for a in args:
-        if isinstance(a, str):
-            if a in namespace:
-                a = namespace[a]
-            else:
-                with contextlib.suppress(ValueError, SyntaxError):
-                    a = ast.literal_eval(a)
-        out.append(a)
-    return out
-
-
-def _scaling(d: dict) -> tuple[float, float, float, str | None]:
-    """(depth, width, max_channels, scale) as parse_model will use them, with a clear error for a bad letter."""
-    depth, width = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
-    max_channels, scale, scales = float("inf"), d.get("scale"), d.get("scales")
-    if scales:
-        scale = scale or next(iter(scales))
-        if scale not in scales:
-            file = d.get("yaml_file") or "<model dict>"
-            raise YamlRowError(
-                f"{file}: scale '{scale}' (from the file name) is not defined in this config's `scales`; "
-                f"it defines {list(scales)}. Name the file with one of those letters, e.g. "
-                f"'{Path(file).name.replace('-', f'{next(iter(scales))}-', 1)}'."
-            )
-        depth, width, max_channels = scales[scale]
-    return depth, width, max_channels, scale
-
-
-def _row_message(label: str, row: list, cls: type[YamlModule], error: Exception) -> str:
-    signature = cls.signature()
-    expected = "" if signature in str(error) else f" Expected args {signature}."
-    return f"{label} {row!r}: {cls.__name__} {error}.{expected}"
-
-
-class _PlannedRow:
-    """A plugin row: the module class, its checked kwargs and where it sits."""
-
-    def __init__(self, cls: type[YamlModule], kwargs: dict[str, Any], label: str, row: list, source: int) -> None:
-        self.cls, self.kwargs, self.label, self.row, self.source = cls, kwargs, label, row, source
-        self.c1: int | None = None  # known at plan time only for rows built on an Index stand-in
-        self.c2: int | None = None  # output channels after scaling (None for passthrough rows)
-
-
-def _known_channels(plan: dict[int, _PlannedRow], index: int, ch: int) -> int | None:
-    """Output channels of layer ``index`` if the plan knows them (plugin rows, the image), else None."""
-    while index in plan and plan[index].cls.passthrough:
-        index = plan[index].source
-    if index < 0:
-        return ch
-    return plan[index].c2 if index in plan else None
-
-
-def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
-    """Check every row; return a copy of ``d`` with plugin rows swapped for stand-in ``Conv`` rows."""
-    depth, width, max_channels, scale = _scaling(d)
-    namespace = {
-        "nc": d.get("nc"),
-        "scale": scale,
-        "depth": depth,
-        "width": width,
-        "max_channels": max_channels,
-        "kpt_shape": d.get("kpt_shape", 1.0),
-        "reg_max": d.get("reg_max", 16),
-        "end2end": d.get("end2end"),
-    }
-    d = copy.deepcopy(d)
-    plan: dict[int, _PlannedRow] = {}
-    rows = (d.get("backbone") or []) + (d.get("head") or [])
-    for i, row in enumerate(rows):
-        label = _row_label(d, i)
-        if not isinstance(row, list) or len(row) != 4:
-            raise YamlRowError(f"{label} {row!r}: a row must be [from, repeats, module, args]")
-        f, n, name, args = row
-        if not isinstance(name, str):
-            raise YamlRowError(f"{label} {row!r}: the module name must be a string, got {name!r}")
-        if name in YAML_MODULES:
-            cls = YAML_MODULES[name]
-            if not isinstance(f, int):
-                raise YamlRowError(f"{label} {row!r}: {name} takes one input; `from` must be an int, got {f!r}")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise YamlRowError(f"{label} {row!r}: repeats ({cls.repeats_doc}) must be an int >= 1, got {n!r}")
-            try:
-                c2, kwargs = cls.bind_args(_resolve_strings(args, namespace) if isinstance(args, list) else args)
-            except YamlArgError as e:
-                raise YamlRowError(_row_message(label, row, cls, e)) from None
-            for key in cls.width_scaled:  # same rule parse_model applies to c2
-                kwargs[key] = scale_channels(kwargs[key], width, max_channels, cls.channel_divisor)
-            if cls.passthrough and n != 1:
-                raise YamlRowError(f"{label} {row!r}: {name} is a passthrough row; repeats must be 1, got {n}")
-            planned = plan[i] = _PlannedRow(cls, kwargs, label, row, i + f if f < 0 else f)
-            # Stand-ins Ultralytics knows. Conv: c1 injected, c2 scaled (rounded to 8), repeats scaled.
-            # Index: c2 recorded exactly as given (for widths Ultralytics' rounding would change); c1 comes from
-            # the plugin row that feeds it. nn.Identity: keeps its input's channels (passthrough rows).
-            if cls.passthrough:
-                row[2], row[3] = "nn.Identity", []
-            else:
-                exact = scale_channels(c2, width, max_channels, cls.channel_divisor)
-                if exact == scale_channels(c2, width, max_channels):
-                    row[2], row[3] = "Conv", [c2]
-                else:
-                    planned.c1 = _known_channels(plan, i + f if f < 0 else f, ch)
-                    if planned.c1 is None:
-                        raise YamlRowError(
-                            f"{label} {row!r}: {name} builds {exact} channels (a multiple of {cls.channel_divisor}, "
-                            "not of 8), so it must take its input from another plugin row or the image"
-                        )
-                    row[2], row[3] = "Index", [exact, 0]
-                planned.c2 = exact
-        elif not (name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)):
-            close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise YamlRowError(
-                f"{label} {row!r}: unknown module '{name}'.{hint} Plugin modules: {', '.join(sorted(YAML_MODULES))}."
-            )
-    return d, plan
-
-
-class _Held(logging.Filter):
-    """Holds parse_model's table lines so plugin rows can be reprinted with their real module."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
+def apply(patch: Patch) -> bool:
+    """Replace ``patch.attribute`` of the imported ``patch.module`` once (idempotent). Returns whether it changed."""
+    owner, name = _owner(sys.modules[patch.module], patch.attribute)
+    original = inspect_static(owner, name)
+    if hasattr(original, MARKER):
         return False
+    wrapper = _resolve(patch.factory)(original)
+    functools.update_wrapper(wrapper, original)
+    setattr(wrapper, MARKER, original)
+    setattr(owner, name, staticmethod(wrapper) if isinstance(owner.__dict__.get(name), staticmethod) else wrapper)
+    return True
 
 
-def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
-    if planned.cls.passthrough:
-        c1 = c2 = None
-        n = 1
-    else:
-        copies = list(stand_in) if isinstance(stand_in, nn.Sequential) else [stand_in]
-        c1 = planned.c1 if planned.c1 is not None else copies[0].conv.in_channels
-        c2, n = planned.c2, len(copies)
-    try:
-        planned.cls.check_scaled(c2, n, planned.kwargs)
-        module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
-    except (YamlArgError, ValueError) as e:
-        raise YamlRowError(_row_message(planned.label, planned.row, planned.cls, e)) from None
-    module.i, module.f = stand_in.i, stand_in.f
-    module.type = f"{planned.cls.__module__}.{planned.cls.__qualname__}"
-    module.np = sum(p.numel() for p in module.parameters())
-    module.row_args = {"c1": c1, "c2": c2, "n": n, **planned.kwargs}
-    return module
+def inspect_static(owner: object, name: str) -> object:
+    """The attribute as defined (a plain function for methods, the function inside a staticmethod)."""
+    raw = owner.__dict__.get(name, getattr(owner, name)) if isinstance(owner, type) else getattr(owner, name)
+    return raw.__func__ if isinstance(raw, staticmethod) else raw
 
 
-def _consumers(layers: nn.Sequential, i: int) -> list[int]:
-    """Indices of the layers that read layer ``i``'s output; ``[len(layers)]`` (the model output) when none do."""
-    users = []
-    for j in range(i + 1, len(layers)):
-        sources = layers[j].f if isinstance(layers[j].f, list) else [layers[j].f]
-        if any((j + f if f < 0 else f) == i for f in sources):
-            users.append(j)
-    return users or [len(layers)]
+def undo(patch: Patch) -> bool:
+    """Put the original back (for tests). Returns whether anything was patched."""
+    module = sys.modules.get(patch.module)
+    if module is None:
+        return False
+    owner, name = _owner(module, patch.attribute)
+    current = inspect_static(owner, name)
+    if not hasattr(current, MARKER):
+        return False
+    setattr(owner, name, getattr(current, MARKER))
+    return True
 
 
-def make_parse_model(original: Any, tasks: Any) -> Any:
-    """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
-
-    def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
-        staged, plan = _plan(d, tasks, ch)
-        if not plan:
-            return original(staged, ch, verbose)
-        logger = tasks.LOGGER
-        held = _Held()
-        logger.addFilter(held)
-        try:
-            model, save = original(staged, ch, verbose)
-        finally:
-            logger.removeFilter(held)
-        for i, planned in plan.items():
-            model[i] = _build(planned, model[i])
-        for i in plan:
-            model[i].nchw_out = any(j not in plan for j in _consumers(model, i))
-        stamp(model)
-        for record in held.records:
-            i = next((i for i in plan if record.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)
-            if i is not None:
-                m = model[i]
-                args = list(m.row_args.values())[3:]
-                if not plan[i].cls.passthrough:
-                    args = [m.row_args["c1"], m.row_args["c2"], *args]
-                pad = " " if len(m.type) >= 45 else ""
-                line = f"{i:>3}{m.f!s:>20}{m.row_args['n']:>3}{m.np:10.0f}  {m.type:<45}{pad}{args!s:<30}"
-                record.msg, record.args = line, ()
-            logger.handle(record)
-        return model, save
-
-    parse_model.__wrapped__ = original
-    parse_model.__doc__ = original.__doc__
-    setattr(parse_model, _ORIGINAL, original)
-    return parse_model
+def is_patched(patch: Patch) -> bool:
+    module = sys.modules.get(patch.module)
+    return module is not None and hasattr(inspect_static(*_owner(module, patch.attribute)), MARKER)
 
 
-def make_fuse(original: Any) -> Any:
-    """Wrap ``BaseModel.fuse`` (which folds only Ultralytics' own conv classes) so the plugin's conv+BN pairs fold
-    too; Ultralytics' exporter and its predict/val loaders call it."""
-
-    def fuse(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        fuse_modules(self)
-        return original(self, *args, **kwargs)
-
-    fuse.__wrapped__, fuse.__doc__ = original, original.__doc__
-    setattr(fuse, _ORIGINAL, original)
-    return fuse
+_WARNED = False
 
 
-def _mark(wrapper: Any) -> Any:
-    """Tag a wrapper (whose ``__wrapped__`` is the Ultralytics original) so ``register()`` never wraps twice."""
-    setattr(wrapper, _ORIGINAL, wrapper.__wrapped__)
-    return wrapper
+def _supported() -> bool:
+    """Whether the imported Ultralytics is in the supported range; warns once (never raises) when it is not."""
+    global _WARNED
+    from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
+
+    version = getattr(sys.modules.get("ultralytics"), "__version__", "0")
+    if is_supported(version):
+        return True
+    if not _WARNED:
+        _WARNED = True
+        import warnings
+
+        warnings.warn(
+            f"yolo-mobilevit supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX}, but {version} is installed: "
+            "the plugin is inactive (stock models work; plugin rows will not build). "
+            f"pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_MAX}'",
+            stacklevel=2,
+        )
+    return False
+
+
+def on_import(module_name: str) -> None:
+    """Apply the patches of one just-imported Ultralytics module (called by the start-up hook)."""
+    if module_name not in WATCHED:
+        return
+    if not _supported():
+        if module_name == GUARD.module:
+            apply(GUARD)
+        return
+    if module_name == _CFG:
+        add_training_keys()
+    for patch in PATCHES:
+        if patch.module == module_name:
+            apply(patch)
+    if module_name == _TASKS:
+        allow_plugin_classes()
+
+
+_ADDED_KEYS: set[str] = set()
+
+
+def add_training_keys() -> None:
+    """Add :data:`TRAINING_KEYS` to Ultralytics' defaults so the CLI and ``check_dict_alignment`` accept them. A key
+    Ultralytics itself defines (a future release) is left alone, with a warning."""
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER
+
+    for key, (default, _) in TRAINING_KEYS.items():
+        if key in _ADDED_KEYS:
+            continue
+        if key in DEFAULT_CFG_DICT:
+            LOGGER.warning(f"ultralytics defines '{key}'; yolo-mobilevit leaves it alone.")
+            continue
+        DEFAULT_CFG_DICT[key] = default
+        setattr(DEFAULT_CFG, key, default)
+        _ADDED_KEYS.add(key)
+
+
+def make_check_cfg(original: object) -> object:
+    """``check_cfg(cfg, hard)`` that also runs the validator of each plugin key the config sets."""
+
+    def check_cfg(cfg: dict, hard: bool = True) -> None:
+        original(cfg, hard)
+        for key, (_, validator) in TRAINING_KEYS.items():
+            if key in _ADDED_KEYS and key in cfg:
+                _resolve(validator)(cfg)
+
+    return check_cfg
+
+
+def replace_batch_sampler(loader: object, sampler: object) -> None:
+    """Give a built train loader another batch sampler. torch's DataLoader forbids assigning ``batch_sampler``
+    after construction, and Ultralytics builds its loaders inside the trainer, so this is the one instance-level
+    change the plugin makes (for ``variable_batch``)."""
+    object.__setattr__(loader, "batch_sampler", sampler)
+
+
+def allow_plugin_classes() -> None:
+    """Let ``torch.load(weights_only=True)`` (Ultralytics' restricted loading) unpickle the plugin's modules."""
+    import torch
+
+    if hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals(safe_classes())
 
 
 def safe_classes() -> list[type]:
-    """Plugin classes a checkpoint may reference; allowed for ``torch.load(weights_only=True)``."""
-    prefix = f"{__package__}.modules."
+    """Every ``nn.Module`` class the plugin defines (what a plugin checkpoint may reference)."""
+    from torch import nn
+
+    from . import modules
+
+    prefix = f"{modules.__name__}."
     return [
         obj
         for name, module in list(sys.modules.items())
@@ -284,37 +224,21 @@ def safe_classes() -> list[type]:
     ]
 
 
-_REGISTERED = False
+__all__ = ["GUARD", "PATCHES", "TRAINING_KEYS", "Patch", "YamlRowError", "apply", "on_import", "register", "undo"]
 
 
 def register() -> None:
-    """Teach the imported Ultralytics the plugin's YAML modules. Idempotent; raises on an unsupported version."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    import ultralytics
-    from ultralytics.nn import tasks
-
-    check_ultralytics_version(ultralytics.__version__)
-    parse = getattr(tasks, "parse_model", None)
-    if parse is None or not callable(parse):
-        raise RuntimeError(
-            f"yolo-mobilevit cannot find ultralytics.nn.tasks.parse_model in ultralytics {ultralytics.__version__} "
-            f"(supported: {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX})."
-        )
-    if not hasattr(parse, _ORIGINAL):
-        tasks.parse_model = make_parse_model(parse, tasks)
-    if not hasattr(tasks.BaseModel.fuse, _ORIGINAL):
-        tasks.BaseModel.fuse = make_fuse(tasks.BaseModel.fuse)
-    if not hasattr(tasks.BaseModel.load, _ORIGINAL):
-        tasks.BaseModel.load = _mark(make_load(tasks.BaseModel.load))
-    if not hasattr(tasks.torch_safe_load, _ORIGINAL):
-        tasks.torch_safe_load = _mark(make_torch_safe_load(tasks.torch_safe_load))
-    if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals(safe_classes())
-    multiscale.install()  # the `variable_batch` training key
-    _REGISTERED = True
+    """Import every patched Ultralytics module now and patch it (the start-up hook does so as each is imported;
+    modules imported before the plugin are patched here). Idempotent."""
+    for name in sorted(WATCHED, key=lambda m: m != _TASKS):  # the model builder first: it imports ultralytics
+        importlib.import_module(name)
+        on_import(name)
 
 
 def is_registered() -> bool:
-    return _REGISTERED
+    return is_patched(PATCHES[1])
+
+
+def table() -> str:
+    """The patch table as text (``yolo-mobilevit doctor`` prints it)."""
+    return "\n".join(f"{p.module}:{p.attribute}  <-  {p.factory}\n    {p.why}" for p in PATCHES)

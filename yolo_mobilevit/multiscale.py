@@ -17,9 +17,10 @@ resized to its size on the device, as Ultralytics' own ``multi_scale`` does.
   step reach ``accumulate * batch`` (``nbs`` when ``batch`` divides it; the warm-up ramp of ``accumulate`` is kept),
   and the summed gradient is rescaled to exactly that many images first. Weight decay, EMA, AMP and clipping are
   Ultralytics' own (its ``optimizer_step`` runs unchanged).
-- Hooks: the key is added to Ultralytics' default config (and validated inside ``check_cfg``) when the plugin
-  activates; the trainer methods are wrapped the first time a config switches the key on, and pass through
-  otherwise. Supported: the YOLO detect, segment, pose and obb trainers; classify and other trainers raise.
+- Hooks: the integration's patch table adds the key to Ultralytics' default config (validated by
+  :func:`check_args` inside ``check_cfg``) and wraps the trainer methods with the factories at the end of this
+  module; the wrappers pass through unless the trainer's config switches the key on. Supported: the YOLO detect,
+  segment, pose and obb trainers; classify and other trainers raise.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
+from .integration import replace_batch_sampler
+
 KEY = "variable_batch"
 PAPER_RATIOS = (0.625, 1.25)  # MobileViT: 160 ... 320 around 256 (cvnets' variable-batch sampler)
 N_SCALES = 5  # cvnets' default number of scales
@@ -48,7 +51,6 @@ _SUPPORTED_TRAINER_MODULES = frozenset(
         *(f"ultralytics.models.yolo.{task}.train" for task in SUPPORTED_TASKS),
     }
 )
-_WRAPPED = "_yolo_mobilevit_variable_batch"  # marks our wrappers (idempotent installation)
 _RUN = "_variable_batch_run"  # per-trainer state attribute
 _TOKENS = itertools.count(1)
 EXPECTED = (
@@ -359,7 +361,7 @@ def attach(trainer: Any, loader: Any, batch_size: int, ratios: tuple[float, floa
     sampler = VariableBatchSampler(len(dataset), pairs, imgsz, int(trainer.args.seed or 0), rank, world)
     dataset.__getitems__ = _MarkedFetch(dataset)
     repeat = type(loader.batch_sampler) if isinstance(loader, InfiniteDataLoader) else None
-    object.__setattr__(loader, "batch_sampler", repeat(sampler) if repeat else sampler)
+    replace_batch_sampler(loader, repeat(sampler) if repeat else sampler)
     run = _Run(loader, sampler)
     original_reset = getattr(loader, "reset", None)
 
@@ -393,13 +395,9 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def _wrap(original: Callable, wrapper: Callable) -> Callable:
-    wrapper.__wrapped__, wrapper.__doc__, wrapper.__name__ = original, original.__doc__, original.__name__
-    setattr(wrapper, _WRAPPED, original)
-    return wrapper
+def make_get_dataloader(original: Callable) -> Callable:
+    """``get_dataloader`` that gives the train loader the variable-batch sampler when the key is on."""
 
-
-def _wrap_get_dataloader(original: Callable) -> Callable:
     def get_dataloader(self: Any, dataset_path: Any, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
         loader = original(self, dataset_path, batch_size=batch_size, rank=rank, mode=mode)
         ratios = parse_value(getattr(self.args, KEY, None))
@@ -407,10 +405,12 @@ def _wrap_get_dataloader(original: Callable) -> Callable:
             attach(self, loader, batch_size, ratios)
         return loader
 
-    return _wrap(original, get_dataloader)
+    return get_dataloader
 
 
-def _wrap_preprocess_batch(original: Callable) -> Callable:
+def make_preprocess_batch(original: Callable) -> Callable:
+    """``preprocess_batch`` that resizes each variable-batch batch to its drawn size (passes others through)."""
+
     def preprocess_batch(self: Any, batch: dict) -> dict:
         marks = batch.pop(KEY, None)
         batch = original(self, batch)
@@ -422,10 +422,12 @@ def _wrap_preprocess_batch(original: Callable) -> Callable:
                 run.on_batch(self, mark, len(batch["img"]))
         return batch
 
-    return _wrap(original, preprocess_batch)
+    return preprocess_batch
 
 
-def _wrap_optimizer_step(original: Callable) -> Callable:
+def make_optimizer_step(original: Callable) -> Callable:
+    """``optimizer_step`` that, under variable_batch, steps once ``accumulate x batch`` images are summed."""
+
     def optimizer_step(self: Any) -> Any:
         run = run_state(self)
         if run is None:
@@ -441,56 +443,4 @@ def _wrap_optimizer_step(original: Callable) -> Callable:
         run.steps += 1
         return original(self)
 
-    return _wrap(original, optimizer_step)
-
-
-def _wrap_check_cfg(original: Callable) -> Callable:
-    def check_cfg(cfg: dict, hard: bool = True) -> None:
-        original(cfg, hard)
-        if check_args(cfg) is not None:
-            install_trainer_hooks()
-
-    return _wrap(original, check_cfg)
-
-
-def _patch(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
-    current = getattr(owner, name)
-    if not hasattr(current, _WRAPPED):
-        setattr(owner, name, make(current))
-
-
-def install_trainer_hooks() -> None:
-    """Wrap the trainer methods (once per process; they pass through unless the trainer's config switches the key
-    on). Called the first time a config switches the key on, so the trainer modules are fully imported."""
-    from ultralytics.engine.trainer import BaseTrainer
-    from ultralytics.models.yolo.detect.train import DetectionTrainer
-
-    _patch(DetectionTrainer, "get_dataloader", _wrap_get_dataloader)
-    _patch(DetectionTrainer, "preprocess_batch", _wrap_preprocess_batch)
-    _patch(BaseTrainer, "optimizer_step", _wrap_optimizer_step)
-
-
-def register_config() -> None:
-    """Add the key to Ultralytics' default config (so the CLI and ``check_dict_alignment`` accept it) and validate it
-    inside ``check_cfg``. Idempotent; does nothing on an Ultralytics the plugin does not support."""
-    import ultralytics
-    from ultralytics import cfg
-    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
-
-    from .versions import is_supported
-
-    if not is_supported(ultralytics.__version__) or hasattr(cfg.check_cfg, _WRAPPED):
-        return
-    if KEY in DEFAULT_CFG_DICT:  # a future Ultralytics key of the same name: leave it alone
-        from ultralytics.utils import LOGGER
-
-        LOGGER.warning(f"ultralytics {ultralytics.__version__} defines '{KEY}'; yolo-mobilevit leaves it alone.")
-        return
-    DEFAULT_CFG_DICT[KEY] = False
-    setattr(DEFAULT_CFG, KEY, False)
-    _patch(cfg, "check_cfg", _wrap_check_cfg)
-
-
-def install() -> None:
-    """Called by :func:`yolo_mobilevit.integration.register`."""
-    register_config()
+    return optimizer_step

@@ -90,13 +90,11 @@ def formats() -> dict[str, SourceFormat]:
 def plugin_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
     """The plugin rows of an Ultralytics model's backbone that carry tensors, ``[(layer index, module), ...]``.
 
-    The backbone is ``model.yaml["backbone"]``'s rows of ``model.model``. Rows without state (``ImageNorm``,
-    passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so position 0 is the stem."""
-    from ..modules import YamlModule
+    Rows without state (``ImageNorm``, passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so
+    position 0 is the stem."""
+    from ..featuremap import plugin_rows as backbone_plugin_rows
 
-    layers = model.model
-    n_backbone = len(model.yaml["backbone"]) if isinstance(getattr(model, "yaml", None), dict) else len(layers)
-    return [(i, m) for i, m in enumerate(layers[:n_backbone]) if isinstance(m, YamlModule) and m.state_dict()]
+    return [(i, m) for i, m in backbone_plugin_rows(model) if m.state_dict()]
 
 
 def map_by_name(

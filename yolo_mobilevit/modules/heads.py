@@ -14,18 +14,18 @@ import torch
 from torch import nn
 
 from .layers import ACTIVATIONS, ConvBNAct, make_activation
-from .rows import Arg, YamlModule
+from .rows import AT_LEAST_ONE, MOMENTUM, NON_NEGATIVE, POSITIVE, PROBABILITY, Arg, YamlModule
 
 
 class Classifier(YamlModule):
     """Paper-style classification head. (B, c1, H, W) -> logits (B, nc) when training.
 
-    YAML: ``[-1, 1, Classifier, [c2, nc, hidden, act, dropout, conv, bn_eps, bn_momentum]]``
+    YAML: ``[-1, 1, Classifier, [c2, nc, mlp, act, dropout, conv, bn_eps, bn_momentum]]``
 
     - ``c2``: width of the pooled features, i.e. the output of the final 1x1 conv+BN+act (scaled by width like any
       c2). With ``conv=False`` there is no final conv and ``c2`` must equal the input channels.
     - ``nc``: classes (write ``nc``; not width-scaled).
-    - ``hidden``: width of an extra Linear + act after pooling (MobileNetV3's 1280; 0 for none; width-scaled).
+    - ``mlp``: width of an extra Linear + act after pooling (MobileNetV3's 1280; 0 for none; width-scaled).
     - ``act``: activation of the final conv and of the hidden layer; ``dropout`` before the last Linear.
 
     Outputs follow Ultralytics' ``Classify`` so its trainer, validator and predictor work unchanged: logits in
@@ -34,16 +34,16 @@ class Classifier(YamlModule):
     """
 
     yaml_args: ClassVar = (
-        Arg("nc", int),
-        Arg("hidden", int, 0),
+        Arg("nc", int, bound=AT_LEAST_ONE),
+        Arg("mlp", int, 0, bound=NON_NEGATIVE, scaled=True, old_name="hidden"),
         Arg("act", str, "silu", tuple(ACTIVATIONS)),
-        Arg("dropout", (int, float), 0.0),
+        Arg("dropout", (int, float), 0.0, bound=PROBABILITY),
         Arg("conv", bool, True),
-        Arg("bn_eps", float, 1e-5),
-        Arg("bn_momentum", float, 0.1),
+        Arg("bn_eps", float, 1e-5, bound=POSITIVE),
+        Arg("bn_momentum", float, 0.1, bound=MOMENTUM),
     )
-    width_scaled: ClassVar = ("hidden",)
-    repeats_doc: ClassVar = "must be 1"
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one head"
     export: bool = False
 
     def __init__(
@@ -52,7 +52,7 @@ class Classifier(YamlModule):
         c2: int,
         n: int = 1,
         nc: int = 1000,
-        hidden: int = 0,
+        mlp: int = 0,
         act: str = "silu",
         dropout: float = 0.0,
         conv: bool = True,
@@ -60,21 +60,18 @@ class Classifier(YamlModule):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        if n != 1:
-            raise ValueError(f"builds one head; repeats must be 1, got {n}")
-        if nc < 1 or hidden < 0 or not 0 <= dropout < 1:
-            raise ValueError(f"expects nc >= 1, hidden >= 0 and 0 <= dropout < 1, got {nc}, {hidden}, {dropout}")
         if not conv and c1 != c2:
             raise ValueError(f"without a final conv the features are the input's {c1} channels, but c2 is {c2}")
-        self.conv = ConvBNAct(c1, c2, 1, k=1, s=1, act=act, bn_eps=bn_eps, bn_momentum=bn_momentum) if conv else None
+        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        self.conv = ConvBNAct(c1, c2, kernel=1, act=act, **bn) if conv else None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.hidden = nn.Linear(c2, hidden) if hidden else None
-        self.hidden_act = make_activation(act) if hidden else nn.Identity()
+        self.hidden = nn.Linear(c2, mlp) if mlp else None  # attribute names are state-dict keys: kept
+        self.hidden_act = make_activation(act) if mlp else nn.Identity()
         self.drop = nn.Dropout(dropout, inplace=True)
-        self.fc = nn.Linear(hidden or c2, nc)
+        self.fc = nn.Linear(mlp or c2, nc)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, c1, H, W) -> pooled features (B, hidden or c2), before dropout and the last Linear."""
+        """(B, c1, H, W) -> pooled features (B, mlp or c2), before dropout and the last Linear."""
         if self.conv is not None:
             x = self.conv(x)
         x = self.pool(x).flatten(1)

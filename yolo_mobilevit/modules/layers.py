@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .rows import Arg, YamlModule
+from .rows import AT_LEAST_ONE, MOMENTUM, POSITIVE, Arg, YamlModule
 
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {
     "silu": nn.SiLU,
@@ -45,38 +45,35 @@ class BatchNorm2d(nn.BatchNorm2d):
 class ConvBNAct(YamlModule):
     """Conv2d (no bias) -> BatchNorm -> activation. (B, c1, H, W) -> (B, c2, ceil(H/s), ceil(W/s)).
 
-    YAML: ``[-1, 1, ConvBNAct, [c2, k, s, act, bn_eps, bn_momentum]]``, e.g. a MobileViT stem ``[16, 3, 2]`` or
-    a MobileNetV3 stem ``[16, 3, 2, hardswish, 0.001, 0.01]`` (torchvision's BN settings for V3).
+    YAML: ``[-1, 1, ConvBNAct, [c2, kernel, stride, act, bn_eps, bn_momentum]]``, e.g. a MobileViT stem
+    ``[16, 3, 2]`` or a MobileNetV3 stem ``[16, 3, 2, hardswish, 0.001, 0.01]`` (torchvision's BN settings for V3).
     """
 
     yaml_args: ClassVar = (
-        Arg("k", int, 3),
-        Arg("s", int, 1),
+        Arg("kernel", int, 3, bound=AT_LEAST_ONE, old_name="k"),
+        Arg("stride", int, 1, bound=AT_LEAST_ONE, old_name="s"),
         Arg("act", str, "silu", tuple(ACTIVATIONS)),
-        Arg("bn_eps", float, 1e-5),
-        Arg("bn_momentum", float, 0.1),
+        Arg("bn_eps", float, 1e-5, bound=POSITIVE),
+        Arg("bn_momentum", float, 0.1, bound=MOMENTUM),
     )
-
     channel_divisor: ClassVar = 4  # stems of 12 channels (Mobile-Former 96M-214M) build as written
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one conv"
 
     def __init__(
         self,
         c1: int,
         c2: int,
         n: int = 1,
-        k: int = 3,
-        s: int = 1,
+        kernel: int = 3,
+        stride: int = 1,
         act: str | None = "silu",
         groups: int = 1,
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        if n != 1:
-            raise ValueError(f"ConvBNAct builds one conv; repeats must be 1, got {n}")
-        if not (bn_eps > 0 and 0 <= bn_momentum <= 1):
-            raise ValueError(f"expects bn_eps > 0 and 0 <= bn_momentum <= 1, got {bn_eps}, {bn_momentum}")
-        self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=groups, bias=False)
+        self.conv = nn.Conv2d(c1, c2, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = BatchNorm2d(c2, eps=bn_eps, momentum=bn_momentum)
         self.act = make_activation(act)
 
@@ -154,10 +151,10 @@ class InvertedResidual(nn.Module):
         hidden = hidden or make_divisible(c1 * expansion, 8)
         bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.use_residual = stride == 1 and c1 == c2
-        self.expand = ConvBNAct(c1, hidden, k=1, act=act, **bn) if hidden != c1 else nn.Identity()
-        self.depthwise = ConvBNAct(hidden, hidden, k=kernel, s=stride, act=act, groups=hidden, **bn)
+        self.expand = ConvBNAct(c1, hidden, kernel=1, act=act, **bn) if hidden != c1 else nn.Identity()
+        self.depthwise = ConvBNAct(hidden, hidden, kernel=kernel, stride=stride, act=act, groups=hidden, **bn)
         self.se = se if se is not None else nn.Identity()
-        self.project = ConvBNAct(hidden, c2, k=1, act=None, **bn)
+        self.project = ConvBNAct(hidden, c2, kernel=1, act=None, **bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.depthwise(self.expand(x))))
@@ -172,7 +169,7 @@ class MV2Stage(YamlModule):
 
     yaml_args: ClassVar = (
         Arg("stride", int, 1, (1, 2)),
-        Arg("expansion", (int, float), 4),
+        Arg("expansion", (int, float), 4, bound=POSITIVE),
         Arg("act", str, "silu", tuple(ACTIVATIONS)),
     )
 
@@ -236,7 +233,9 @@ class ImageNorm(YamlModule):
 
     yaml_args: ClassVar = (Arg("preset", str, "imagenet", tuple(NORM_PRESETS)),)
     passthrough: ClassVar = True
-    repeats_doc: ClassVar = "must be 1"
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one normalisation"
+    reads_image: ClassVar = True  # statistics are per image channel: the row must take the network's input
 
     def __init__(self, preset: str = "imagenet") -> None:
         super().__init__()

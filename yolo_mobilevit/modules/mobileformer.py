@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNAct
-from .rows import Arg, YamlArgError, YamlModule
+from .rows import AT_LEAST_ONE, POSITIVE, Arg, YamlArgError, YamlModule
 
 BRIDGE_HEADS = 2  # Mobile->Former and Former->Mobile attention heads (official: 2)
 FORMER_HEADS = 4  # token self-attention heads (official: 4)
@@ -195,12 +195,12 @@ class MobileSubBlock(nn.Module):
         hidden = round(c1 * expansion)
         _check_groups("MobileFormerBlock", groups, c1=c1, hidden=hidden, c2=c2)
         self.use_residual = c1 == c2
-        self.expand = ConvBNAct(c1, hidden, k=1, act=None, groups=groups)
+        self.expand = ConvBNAct(c1, hidden, kernel=1, act=None, groups=groups)
         self.shuffle1 = _shuffle(groups, groups > 1)
         self.act1 = DynamicReLU(hidden, token_dim)
-        self.depthwise = ConvBNAct(hidden, hidden, k=3, act=None, groups=hidden)
+        self.depthwise = ConvBNAct(hidden, hidden, kernel=3, act=None, groups=hidden)
         self.act2 = DynamicReLU(hidden, token_dim)
-        self.project = ConvBNAct(hidden, c2, k=1, act=None, groups=groups)
+        self.project = ConvBNAct(hidden, c2, kernel=1, act=None, groups=groups)
         self.shuffle2 = _shuffle(groups, groups > 1)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -222,14 +222,14 @@ class MobileDownSubBlock(nn.Module):
         super().__init__()
         h1, h2 = c1 * e1, c2 * e2
         _check_groups("MobileFormerDown", groups, hidden1=h1, hidden2=h2, c2=c2)
-        self.dw1 = ConvBNAct(c1, h1, k=3, s=stride, act=None, groups=c1)
+        self.dw1 = ConvBNAct(c1, h1, kernel=3, stride=stride, act=None, groups=c1)
         self.shuffle1 = _shuffle(c1, groups > 1)
         self.act1 = DynamicReLU(h1, token_dim)
-        self.pw1 = ConvBNAct(h1, c2, k=1, act=None, groups=groups)
-        self.dw2 = ConvBNAct(c2, h2, k=3, act=None, groups=c2)
+        self.pw1 = ConvBNAct(h1, c2, kernel=1, act=None, groups=groups)
+        self.dw2 = ConvBNAct(c2, h2, kernel=3, act=None, groups=c2)
         self.shuffle2 = _shuffle(c2, groups > 1)
         self.act2 = DynamicReLU(h2, token_dim)
-        self.pw2 = ConvBNAct(h2, c2, k=1, act=None, groups=groups)
+        self.pw2 = ConvBNAct(h2, c2, kernel=1, act=None, groups=groups)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         s = self.pw1(self.act1(self.shuffle1(self.dw1(x)), tokens))
@@ -266,18 +266,24 @@ def _unpack(x: Any, row: str, token_dim: int) -> FeaturesAndTokens:
     return features, tokens
 
 
+#: Every Mobile-Former row rounds scaled widths (c2 and token_dim) up to a multiple of 4: the published widths 12 and
+#: 20 build exactly, and any scaled token_dim stays divisible by the Former's heads and the hyper-function squeeze.
+MOBILE_FORMER_DIVISOR = 4
+
+
 def _check_token_dim(kwargs: dict[str, Any]) -> None:
     d = kwargs["token_dim"]
-    if d <= 0 or d % FORMER_HEADS or d % HYPER_REDUCTION:
+    if d % FORMER_HEADS or d % HYPER_REDUCTION:
         raise YamlArgError(
-            f"expects token_dim (after width scaling) to be a positive multiple of {FORMER_HEADS}, got {d}"
+            f"expects token_dim (after width scaling) to be a multiple of {max(FORMER_HEADS, HYPER_REDUCTION)}, "
+            f"got {d}"
         )
 
 
 def _check_common(c2: int, kwargs: dict[str, Any]) -> None:
     _check_token_dim(kwargs)
     groups = kwargs["groups"]
-    if groups < 1 or c2 % groups:
+    if c2 % groups:
         raise YamlArgError(f"expects c2={c2} (after width scaling) divisible by groups={groups}")
     if c2 % BRIDGE_HEADS:
         raise YamlArgError(f"expects c2={c2} (after width scaling) divisible by the {BRIDGE_HEADS} bridge heads")
@@ -291,20 +297,23 @@ class MobileFormerLite(YamlModule):
     (B, c1, H, W) -> (B, c2, ceil(H/stride), ceil(W/stride)).
     """
 
-    yaml_args: ClassVar = (Arg("expansion", int), Arg("stride", int, 1, (1, 2)), Arg("groups", int, 1))
-    channel_divisor: ClassVar = 4  # published widths 12 and 20
-    repeats_doc: ClassVar = "lite blocks (must be 1)"
+    yaml_args: ClassVar = (
+        Arg("expansion", int, bound=AT_LEAST_ONE),
+        Arg("stride", int, 1, (1, 2)),
+        Arg("groups", int, 1, bound=AT_LEAST_ONE),
+    )
+    channel_divisor: ClassVar = MOBILE_FORMER_DIVISOR
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one lite block"
 
     def __init__(self, c1: int, c2: int, n: int = 1, expansion: int = 2, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
-        if n != 1:
-            raise ValueError(f"repeats must be 1, got {n}")
         hidden = c1 * expansion
         _check_groups("MobileFormerLite", groups, hidden=hidden, c2=c2)
         self.use_residual = stride == 1 and c1 == c2
-        self.depthwise = ConvBNAct(c1, hidden, k=3, s=stride, act="relu6", groups=c1)
+        self.depthwise = ConvBNAct(c1, hidden, kernel=3, stride=stride, act="relu6", groups=c1)
         self.shuffle = _shuffle(c1, groups > 1)
-        self.project = ConvBNAct(hidden, c2, k=1, act=None, groups=groups)
+        self.project = ConvBNAct(hidden, c2, kernel=1, act=None, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.shuffle(self.depthwise(x)))
@@ -318,16 +327,16 @@ class MobileFormerTokens(YamlModule):
     (B, C, H, W) -> ((B, C, H, W), (B, M, d)).
     """
 
-    yaml_args: ClassVar = (Arg("tokens", int), Arg("token_dim", int))
-    width_scaled: ClassVar = ("token_dim",)
+    yaml_args: ClassVar = (Arg("tokens", int, bound=AT_LEAST_ONE), Arg("token_dim", int, bound=POSITIVE, scaled=True))
+    channel_divisor: ClassVar = MOBILE_FORMER_DIVISOR
+    gives_tokens: ClassVar = True
+    max_repeats: ClassVar = 1
     passthrough: ClassVar = True
-    repeats_doc: ClassVar = "must be 1"
+    repeats_doc: ClassVar = "one token set"
 
     @classmethod
     def check_scaled(cls, c2: int | None, n: int, kwargs: dict[str, Any]) -> None:
         _check_token_dim(kwargs)
-        if kwargs["tokens"] < 1:
-            raise YamlArgError(f"expects at least 1 token, got {kwargs['tokens']}")
 
     def __init__(self, tokens: int = 6, token_dim: int = 192) -> None:
         super().__init__()
@@ -346,9 +355,14 @@ class MobileFormerBlock(YamlModule):
     MobileFormerTokens row. ((B, c1, H, W), (B, M, d)) -> ((B, c2, H, W), (B, M, d)).
     """
 
-    yaml_args: ClassVar = (Arg("expansion", (int, float)), Arg("token_dim", int), Arg("groups", int, 1))
-    channel_divisor: ClassVar = 4  # published widths 12 and 20
-    width_scaled: ClassVar = ("token_dim",)
+    yaml_args: ClassVar = (
+        Arg("expansion", (int, float), bound=POSITIVE),
+        Arg("token_dim", int, bound=POSITIVE, scaled=True),
+        Arg("groups", int, 1, bound=AT_LEAST_ONE),
+    )
+    channel_divisor: ClassVar = MOBILE_FORMER_DIVISOR
+    takes_tokens: ClassVar = True
+    gives_tokens: ClassVar = True
     repeats_doc: ClassVar = "stride-1 Mobile-Former blocks"
 
     @classmethod
@@ -378,21 +392,28 @@ class MobileFormerDown(YamlModule):
     ((B, c1, H, W), (B, M, d)) -> ((B, c2, ceil(H/2), ceil(W/2)), (B, M, d)).
     """
 
-    yaml_args: ClassVar = (Arg("e1", int), Arg("e2", int), Arg("token_dim", int), Arg("groups", int, 1))
-    channel_divisor: ClassVar = 4  # published widths 12 and 20
-    width_scaled: ClassVar = ("token_dim",)
-    repeats_doc: ClassVar = "stride-2 blocks (must be 1)"
+    yaml_args: ClassVar = (
+        Arg("e1", int, bound=AT_LEAST_ONE),
+        Arg("e2", int, bound=AT_LEAST_ONE),
+        Arg("token_dim", int, bound=POSITIVE, scaled=True),
+        Arg("groups", int, 1, bound=AT_LEAST_ONE),
+    )
+    channel_divisor: ClassVar = MOBILE_FORMER_DIVISOR
+    takes_tokens: ClassVar = True
+    gives_tokens: ClassVar = True
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one stride-2 block"
+
+    @classmethod
+    def stride(cls, kwargs: dict[str, Any]) -> int:
+        return 2
 
     @classmethod
     def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
         _check_common(c2, kwargs)
-        if n != 1:
-            raise YamlArgError(f"builds one stride-2 block; repeats must be 1, got {n}")
 
     def __init__(self, c1: int, c2: int, n: int = 1, e1: int = 6, e2: int = 4, token_dim: int = 192, groups: int = 1):
         super().__init__()
-        if n != 1:
-            raise ValueError(f"builds one stride-2 block; repeats must be 1, got {n}")
         self.token_dim = token_dim
         self.block = BridgedBlock(MobileDownSubBlock(c1, c2, e1, e2, token_dim, groups), c1, c2, token_dim)
 
@@ -408,7 +429,9 @@ class MobileFormerTap(YamlModule):
 
     yaml_args: ClassVar = ()
     passthrough: ClassVar = True
-    repeats_doc: ClassVar = "must be 1"
+    takes_tokens: ClassVar = True  # or a plain map
+    max_repeats: ClassVar = 1
+    repeats_doc: ClassVar = "one tap"
 
     def forward(self, x: torch.Tensor | FeaturesAndTokens) -> torch.Tensor:
         return x[0] if isinstance(x, (tuple, list)) else x

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .layers import ACTIVATIONS, ConvBNAct, InvertedResidual, SqueezeExcite, make_divisible
-from .rows import REQUIRED, Arg, YamlArgError, YamlModule
+from .rows import MOMENTUM, POSITIVE, REQUIRED, Arg, YamlModule
 
 #: torchvision's MobileNetV3 BatchNorm settings (its ``norm_layer`` partial).
 V3_BN_EPS, V3_BN_MOMENTUM = 1e-3, 0.01
@@ -34,8 +34,8 @@ class DepthwiseSeparable(nn.Module):
 
     def __init__(self, c1: int, c2: int, stride: int = 1, act: str = "relu6", kernel: int = 3) -> None:
         super().__init__()
-        self.depthwise = ConvBNAct(c1, c1, k=kernel, s=stride, act=act, groups=c1)
-        self.pointwise = ConvBNAct(c1, c2, k=1, act=act)
+        self.depthwise = ConvBNAct(c1, c1, kernel=kernel, stride=stride, act=act, groups=c1)
+        self.pointwise = ConvBNAct(c1, c2, kernel=1, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
@@ -76,26 +76,20 @@ def mobilenet_v3_block(
 class MobileNetV3Stage(YamlModule):
     """``n`` MobileNetV3 bottlenecks sharing (kernel, hidden, se, act): the first with ``stride`` (c1 -> c2).
 
-    YAML: ``[-1, 2, MobileNetV3Stage, [c2, kernel, hidden, stride, se, act, bn_eps, bn_momentum]]``; ``hidden``
-    (the expanded width, torchvision's ``expanded_channels``) scales with the YAML width like ``c2``.
+    YAML: ``[-1, 2, MobileNetV3Stage, [c2, kernel, expanded, stride, se, act, bn_eps, bn_momentum]]``; ``expanded``
+    (torchvision's ``expanded_channels``) scales with the YAML width like ``c2``.
     (B, c1, H, W) -> (B, c2, ceil(H/stride), ceil(W/stride)).
     """
 
     yaml_args: ClassVar = (
         Arg("kernel", int, REQUIRED, (3, 5)),
-        Arg("hidden", int),
+        Arg("expanded", int, bound=POSITIVE, scaled=True, old_name="hidden"),
         Arg("stride", int, 1, (1, 2)),
         Arg("se", bool, False),
         Arg("act", str, "hardswish", tuple(ACTIVATIONS)),
-        Arg("bn_eps", float, V3_BN_EPS),
-        Arg("bn_momentum", float, V3_BN_MOMENTUM),
+        Arg("bn_eps", float, V3_BN_EPS, bound=POSITIVE),
+        Arg("bn_momentum", float, V3_BN_MOMENTUM, bound=MOMENTUM),
     )
-    width_scaled: ClassVar = ("hidden",)
-
-    @classmethod
-    def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
-        if kwargs["hidden"] <= 0:
-            raise YamlArgError(f"expects a positive hidden width, got {kwargs['hidden']}")
 
     def __init__(
         self,
@@ -103,7 +97,7 @@ class MobileNetV3Stage(YamlModule):
         c2: int,
         n: int = 1,
         kernel: int = 3,
-        hidden: int = 64,
+        expanded: int = 64,
         stride: int = 1,
         se: bool = False,
         act: str = "hardswish",
@@ -114,7 +108,7 @@ class MobileNetV3Stage(YamlModule):
         self.blocks = nn.Sequential(
             *(
                 mobilenet_v3_block(
-                    c1 if i == 0 else c2, c2, kernel, hidden, stride if i == 0 else 1, se, act, bn_eps, bn_momentum
+                    c1 if i == 0 else c2, c2, kernel, expanded, stride if i == 0 else 1, se, act, bn_eps, bn_momentum
                 )
                 for i in range(n)
             )

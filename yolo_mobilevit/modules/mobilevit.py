@@ -21,7 +21,7 @@ from torch import nn
 
 from ..export import export_mode
 from .layers import ConvBNAct, InvertedResidual
-from .rows import Arg, YamlArgError, YamlModule
+from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlArgError, YamlModule
 
 PATCH = 2  # every published MobileViT uses 2x2 patches
 
@@ -143,12 +143,12 @@ class MobileViTBlock(nn.Module):
 
     def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
-        self.conv_local = ConvBNAct(c, c, k=3)
+        self.conv_local = ConvBNAct(c, c, kernel=3)
         self.conv_in = nn.Conv2d(c, d, 1, bias=False)
         self.transformer = nn.Sequential(*(TransformerLayer(d, heads, 2.0, dropout) for _ in range(depth)))
         self.norm = nn.LayerNorm(d)
-        self.conv_proj = ConvBNAct(d, c, k=1)
-        self.conv_fusion = ConvBNAct(2 * c, c, k=3)
+        self.conv_proj = ConvBNAct(d, c, kernel=1)
+        self.conv_fusion = ConvBNAct(2 * c, c, kernel=3)
 
     def global_representation(self, y: torch.Tensor) -> torch.Tensor:
         """Transformer over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
@@ -163,29 +163,29 @@ class MobileViTBlock(nn.Module):
 class MobileViTStage(YamlModule):
     """A MobileViT v1 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViT blocks (the paper: 1).
 
-    YAML: ``[-1, 1, MobileViTStage, [c2, d, L, expansion, heads, dropout]]``; ``d`` (transformer width) scales
-    with the YAML width like ``c2``. (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
+    YAML: ``[-1, 1, MobileViTStage, [c2, d, depth, expansion, heads, dropout]]``; ``d`` (transformer width)
+    scales with the YAML width like ``c2``; ``depth`` is the paper's L. (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
     """
 
     yaml_args: ClassVar = (
-        Arg("d", int),
-        Arg("L", int),
-        Arg("expansion", (int, float), 4),
-        Arg("heads", int, 4),
-        Arg("dropout", float, 0.0),
+        Arg("d", int, bound=POSITIVE, scaled=True),
+        Arg("depth", int, bound=AT_LEAST_ONE, old_name="L"),
+        Arg("expansion", (int, float), 4, bound=POSITIVE),
+        Arg("heads", int, 4, bound=AT_LEAST_ONE),
+        Arg("dropout", float, 0.0, bound=PROBABILITY),
     )
-    width_scaled: ClassVar = ("d",)
     repeats_doc: ClassVar = "MobileViT blocks after the stride-2 MV2 block"
 
     @classmethod
+    def stride(cls, kwargs: dict[str, Any]) -> int:
+        return 2
+
+    @classmethod
     def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
-        d, heads, layers = kwargs["d"], kwargs["heads"], kwargs["L"]
-        if heads <= 0 or layers <= 0:
-            raise YamlArgError(f"expects positive L and heads, got L={layers}, heads={heads}")
-        if d % heads:
-            raise YamlArgError(f"transformer width d={d} (after width scaling) is not divisible by heads={heads}")
-        if not 0.0 <= kwargs["dropout"] < 1.0:
-            raise YamlArgError(f"expects 0 <= dropout < 1, got {kwargs['dropout']}")
+        if kwargs["d"] % kwargs["heads"]:
+            raise YamlArgError(
+                f"transformer width d={kwargs['d']} (after width scaling) is not divisible by heads={kwargs['heads']}"
+            )
 
     def __init__(
         self,
@@ -193,14 +193,14 @@ class MobileViTStage(YamlModule):
         c2: int,
         n: int = 1,
         d: int = 96,
-        L: int = 2,
+        depth: int = 2,
         expansion: float = 4,
         heads: int = 4,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
-        self.blocks = nn.Sequential(*(MobileViTBlock(c2, d, L, heads, dropout) for _ in range(n)))
+        self.blocks = nn.Sequential(*(MobileViTBlock(c2, d, depth, heads, dropout) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))

@@ -25,7 +25,7 @@ from torch import nn
 
 from .layers import ConvBNAct, InvertedResidual
 from .mobilevit import from_patches, on_patch_grid, to_patches
-from .rows import Arg, YamlArgError, YamlModule
+from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlModule
 
 
 class SeparableSelfAttention(nn.Module):
@@ -79,11 +79,11 @@ class MobileViTv2Block(nn.Module):
 
     def __init__(self, c: int, d: int, depth: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.conv_local = ConvBNAct(c, c, k=3, groups=c)
+        self.conv_local = ConvBNAct(c, c, kernel=3, groups=c)
         self.conv_in = nn.Conv2d(c, d, 1, bias=False)
         self.transformer = nn.Sequential(*(LinearTransformerLayer(d, 2.0, dropout) for _ in range(depth)))
         self.norm = nn.GroupNorm(1, d)
-        self.conv_proj = ConvBNAct(d, c, k=1, act=None)
+        self.conv_proj = ConvBNAct(d, c, kernel=1, act=None)
 
     def global_representation(self, y: torch.Tensor) -> torch.Tensor:
         """Separable attention over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
@@ -97,34 +97,29 @@ class MobileViTv2Block(nn.Module):
 class MobileViTv2Stage(YamlModule):
     """A MobileViTv2 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViTv2 blocks (published: 1).
 
-    YAML: ``[-1, 1, MobileViTv2Stage, [c2, d, L, expansion, dropout]]``; ``d`` (attention width, published: c2/2)
-    scales with the YAML width like ``c2``. (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
+    YAML: ``[-1, 1, MobileViTv2Stage, [c2, d, depth, expansion, dropout]]``; ``d`` (attention width, published:
+    c2/2) scales with the YAML width like ``c2``; ``depth`` is the paper's L.
+    (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
     """
 
     yaml_args: ClassVar = (
-        Arg("d", int),
-        Arg("L", int),
-        Arg("expansion", (int, float), 2),
-        Arg("dropout", float, 0.0),
+        Arg("d", int, bound=POSITIVE, scaled=True),
+        Arg("depth", int, bound=AT_LEAST_ONE, old_name="L"),
+        Arg("expansion", (int, float), 2, bound=POSITIVE),
+        Arg("dropout", float, 0.0, bound=PROBABILITY),
     )
-    width_scaled: ClassVar = ("d",)
     repeats_doc: ClassVar = "MobileViTv2 blocks after the stride-2 MV2 block"
 
     @classmethod
-    def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
-        if kwargs["L"] <= 0 or kwargs["d"] <= 0:
-            raise YamlArgError(f"expects positive d and L, got d={kwargs['d']}, L={kwargs['L']}")
-        if kwargs["expansion"] <= 0:
-            raise YamlArgError(f"expects a positive expansion, got {kwargs['expansion']}")
-        if not 0.0 <= kwargs["dropout"] < 1.0:
-            raise YamlArgError(f"expects 0 <= dropout < 1, got {kwargs['dropout']}")
+    def stride(cls, kwargs: dict[str, Any]) -> int:
+        return 2
 
     def __init__(
-        self, c1: int, c2: int, n: int = 1, d: int = 128, L: int = 2, expansion: float = 2, dropout: float = 0.0
+        self, c1: int, c2: int, n: int = 1, d: int = 128, depth: int = 2, expansion: float = 2, dropout: float = 0.0
     ) -> None:
         super().__init__()
         self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
-        self.blocks = nn.Sequential(*(MobileViTv2Block(c2, d, L, dropout) for _ in range(n)))
+        self.blocks = nn.Sequential(*(MobileViTv2Block(c2, d, depth, dropout) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))

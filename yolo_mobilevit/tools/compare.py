@@ -83,9 +83,10 @@ def model_stats(model: Any, imgsz: int) -> dict[str, float]:
     import torch
     from ultralytics.utils.torch_utils import get_flops
 
+    from ..featuremap import backbone_length
     from .flops import count_macs
 
-    n_backbone = len(model.yaml["backbone"])
+    n_backbone = backbone_length(model)
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "backbone_params": sum(p.numel() for m in model.model[:n_backbone] for p in m.parameters()),

@@ -12,13 +12,10 @@ import site
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from .._startup import ENV_SWITCH, TasksImportHook, autoload_enabled
+from .._startup import ENV_SWITCH, PatchOnImport, autoload_enabled
 from ..versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
 
 PTH_FILE = "yolo_mobilevit_autoload.pth"
-PATCH = 2  # every patch-based stage (MobileViT v1/v2) uses 2x2 patches
 
 
 @dataclass
@@ -58,7 +55,7 @@ def check_activation(report: Report) -> None:
     switch = "on" if autoload_enabled() else f"off ({ENV_SWITCH}=0)"
     live = "live" if pth and autoload_enabled() else "NOT live (use `import yolo_mobilevit` in your code)"
     report.add(f"start-up activation: {live}; {ENV_SWITCH}: {switch}")
-    hooked = any(isinstance(f, TasksImportHook) for f in sys.meta_path) or "ultralytics.nn.tasks" in sys.modules
+    hooked = any(isinstance(f, PatchOnImport) for f in sys.meta_path) or "ultralytics.nn.tasks" in sys.modules
     state = "installed" if hooked else "not installed"
     report.add(f"import hook in this process: {state} (importing the plugin installs it)")
 
@@ -67,10 +64,13 @@ def check_safe_load(report: Report) -> None:
     import torch
     from ultralytics.nn import tasks
 
-    from ..integration import is_registered, register, safe_classes
+    from ..integration import PATCHES, is_patched, register, safe_classes
 
     register()
-    report.add(f"plugin registered: {'yes' if is_registered() else 'no'}", ok=is_registered())
+    applied = [p for p in PATCHES if is_patched(p)]
+    report.add(f"patches applied: {len(applied)} of {len(PATCHES)}", ok=len(applied) == len(PATCHES))
+    for p in PATCHES:
+        report.add(f"  {'x' if p in applied else ' '} {p.module}:{p.attribute} ({p.why})")
     if not hasattr(tasks, "_SafeLoad"):
         report.add("safe load: this Ultralytics has no restricted loading (_SafeLoad); nothing to allow-list")
         return
@@ -98,34 +98,18 @@ def input_sizes(imgsz: int, stride: int, rect: bool, multi_scale: float) -> list
 
 
 def plugin_stages(cfg: str) -> tuple[list[tuple[int, str, int, bool]], int]:
-    """(layer index, module name, output stride, patch-based) per plugin row, and the model's max stride."""
-    import torch
+    """(layer index, module name, output stride, patch-based) per plugin row with a map of its own, and the
+    model's max stride, from the model's static feature map (no forward pass)."""
     from ultralytics import YOLO
 
+    from ..featuremap import feature_info
     from ..modules import MobileViTStage, MobileViTv2Stage, YamlModule
 
     model = YOLO(cfg).model
-    probe, strides = 256, {}
-
-    def record(i: int) -> Callable[..., None]:
-        def hook(module: Any, args: Any, out: Any) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() == 4:  # maps only (not tokens, not class scores)
-                strides[i] = probe // out.shape[-1]
-
-        return hook
-
-    hooks = [
-        m.register_forward_hook(record(i))
-        for i, m in enumerate(model.model)
-        if isinstance(m, YamlModule) and not m.passthrough
-    ]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, probe, probe))
-    for h in hooks:
-        h.remove()
     rows = [
-        (i, type(model.model[i]).__name__, s, isinstance(model.model[i], (MobileViTStage, MobileViTv2Stage)))
-        for i, s in sorted(strides.items())
+        (row["index"], row["module"], row["reduction"], isinstance(m, (MobileViTStage, MobileViTv2Stage)))
+        for row in feature_info(model)
+        if isinstance(m := model.model[row["index"]], YamlModule) and not m.passthrough
     ]
     return rows, int(model.stride.max())
 
@@ -136,6 +120,8 @@ def check_config(report: Report, cfg: str, imgsz: int, rect: bool, multi_scale: 
     except Exception as e:  # noqa: BLE001 - report any build failure as a failed check
         report.add(f"config {cfg}: does not build: {e}", ok=False)
         return
+    from ..modules.mobilevit import PATCH
+
     sizes = input_sizes(imgsz, stride, rect, multi_scale)
     mode = ", ".join(filter(None, ["rect" if rect else "", f"multi_scale={multi_scale}" if multi_scale else ""]))
     report.add(f"config {cfg}: imgsz {imgsz}{f' ({mode})' if mode else ''}; input sides {sizes}")

@@ -1,0 +1,357 @@
+"""Building plugin rows inside Ultralytics' ``parse_model`` (the factories the integration's patch table names).
+
+Ultralytics resolves YAML module names against ``ultralytics.nn.tasks`` globals and infers channels only for its
+own classes. The wrapped ``parse_model`` first checks every row against the row contract
+(:mod:`yolo_mobilevit.modules.rows`) and the flow of maps and Mobile-Former tokens between rows, then builds each
+plugin row as a stand-in Ultralytics row (``Conv``, ``Index`` or ``nn.Identity``), so Ultralytics itself injects
+``c1``, scales ``c2`` by width and ``max_channels``, scales repeats by depth and tracks the channels of every later
+layer; each stand-in is then replaced by the real module, built from what the stand-in received, and the model's
+feature map (:mod:`yolo_mobilevit.featuremap`) is recorded. Every error names the file, the layer and section row,
+the row as the user wrote it, and what was expected.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import difflib
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoints import stamp
+from .featuremap import record
+from .modules import YAML_MODULES, YamlModule, fuse_modules
+from .errors import YamlRowError
+from .modules.rows import YamlArgError
+
+
+def _row_label(d: dict, i: int) -> str:
+    file = d.get("yaml_file") or "<model dict>"
+    n_backbone = len(d.get("backbone") or [])
+    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+    return f"{file}: layer {i} ({section} row {j})"
+
+
+def _known_names(tasks: Any) -> list[str]:
+    ultra = [k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
+    return sorted({*YAML_MODULES, *ultra})
+
+
+def scale_channels(c: int, width: float, max_channels: float, divisor: int = 8) -> int:
+    """Ultralytics' rule for a row's channels: ``ceil(min(c, max_channels) * width / divisor) * divisor``."""
+    return math.ceil(min(c, max_channels) * width / divisor) * divisor
+
+
+def _resolve_strings(args: list, namespace: dict[str, Any]) -> list:
+    """Resolve string args as Ultralytics does: a parse_model variable (``nc``, ``width``...) or a literal."""
+    out = []
+    for a in args:
+        if isinstance(a, str):
+            if a in namespace:
+                a = namespace[a]
+            else:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    a = ast.literal_eval(a)
+        out.append(a)
+    return out
+
+
+def _other_letter(name: str, letter: str) -> str:
+    """``name`` with its scale letter replaced: ``yolov8x-mobilevit.yaml`` -> ``yolov8n-mobilevit.yaml``."""
+    renamed, count = re.subn(r"(yolo(?:e-)?v?\d+)([nslmx])(?=[-._])", rf"\g<1>{letter}", name, count=1)
+    return renamed if count else re.sub(r"(yolo(?:e-)?v?\d+)", rf"\g<1>{letter}", name, count=1)
+
+
+def _scaling(d: dict) -> tuple[float, float, float, str | None]:
+    """(depth, width, max_channels, scale) as parse_model will use them, with a clear error for a bad letter."""
+    depth, width = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    max_channels, scale, scales = float("inf"), d.get("scale"), d.get("scales")
+    if scales:
+        scale = scale or next(iter(scales))
+        if scale not in scales:
+            file = d.get("yaml_file") or "<model dict>"
+            names = " or ".join(f"'{_other_letter(Path(file).name, s)}'" for s in scales)
+            raise YamlRowError(
+                f"{file}: scale '{scale}' (from the file name) is not defined in this config's `scales`; "
+                f"it defines {list(scales)}. Name the file {names}, or add '{scale}: [depth, width, max_channels]' "
+                "to `scales`."
+            )
+        depth, width, max_channels = scales[scale]
+    return depth, width, max_channels, scale
+
+
+def _row_message(label: str, row: list, cls: type[YamlModule], error: Exception) -> str:
+    signature = cls.signature()
+    expected = "" if signature in str(error) else f" Expected args {signature}."
+    return f"{label} {row!r}: {cls.__name__} {error}.{expected}"
+
+
+class _PlannedRow:
+    """A plugin row: the module class, its checked kwargs, where it sits and the row as the user wrote it."""
+
+    def __init__(self, cls: type[YamlModule], kwargs: dict[str, Any], label: str, row: list, source: int) -> None:
+        self.cls, self.kwargs, self.label, self.row, self.source = cls, kwargs, label, row, source
+        self.c1: int | None = None  # known at plan time only for rows built on an Index stand-in
+        self.c2: int | None = None  # output channels after scaling (None for passthrough rows)
+
+
+def _known_channels(plan: dict[int, _PlannedRow], index: int, ch: int) -> int | None:
+    """Output channels of layer ``index`` if the plan knows them (plugin rows, the image), else None."""
+    while index in plan and plan[index].cls.passthrough:
+        index = plan[index].source
+    if index < 0:
+        return ch
+    return plan[index].c2 if index in plan else None
+
+
+class _Flow:
+    """What each planned layer hands on: a plain map, or Mobile-Former's (map, tokens) pair with its token width."""
+
+    def __init__(self) -> None:
+        self.token_dim: dict[int, int] = {}  # layer index -> token width, for layers that hand on tokens
+
+    def check(self, i: int, label: str, row: list, sources: list[int], cls: type[YamlModule] | None, kwargs: dict):
+        fed_tokens = [j for j in sources if j in self.token_dim]
+        name = cls.__name__ if cls else row[2]
+        if cls is not None and cls.takes_tokens and "token_dim" in kwargs:
+            if not fed_tokens:
+                raise YamlRowError(
+                    f"{label} {row!r}: {name} takes (map, tokens) from the row before it, but layer {sources[0]} "
+                    "hands on a plain map. Put a MobileFormerTokens row (after the stem) before the first "
+                    "Mobile-Former block."
+                )
+            theirs = self.token_dim[fed_tokens[0]]
+            if theirs != kwargs["token_dim"]:
+                raise YamlRowError(
+                    f"{label} {row!r}: {name} is built for token_dim={kwargs['token_dim']} (after width scaling), "
+                    f"but layer {fed_tokens[0]} hands on tokens of width {theirs}. Write the same token_dim in every "
+                    "Mobile-Former row."
+                )
+        elif fed_tokens and not (cls is not None and cls.takes_tokens):
+            raise YamlRowError(
+                f"{label} {row!r}: {name} reads layer {fed_tokens[0]}, which hands on Mobile-Former's (map, tokens) "
+                f"pair. Read the map through a tap row, e.g. [{fed_tokens[0]}, 1, MobileFormerTap, []], and point "
+                "this row at it."
+            )
+        if cls is not None and cls.gives_tokens:
+            self.token_dim[i] = kwargs.get("token_dim", self.token_dim.get(fed_tokens[0]) if fed_tokens else None)
+
+
+def _sources(f: Any, i: int, label: str, row: list) -> list[int]:
+    """Absolute layer indices a row reads (-1: the image); refuses ``from`` entries outside layers 0..i-1."""
+    entries = f if isinstance(f, list) else [f]
+    if not entries or not all(isinstance(j, int) and not isinstance(j, bool) for j in entries):
+        raise YamlRowError(f"{label} {row!r}: `from` must be a layer index or a list of them, got {f!r}")
+    out = []
+    for j in entries:
+        k = i + j if j < 0 else j
+        if (j < 0 and k < -1) or (j < 0 and k == -1 and i > 0) or k >= i:
+            where = "the image (-1 on the first row)" if i == 0 else f"layers 0 to {i - 1} (or -1 to -{i})"
+            raise YamlRowError(f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}")
+        out.append(k)
+    return out
+
+
+def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
+    """Check every row; return a copy of ``d`` with plugin rows swapped for stand-in rows, and the plan."""
+    depth, width, max_channels, scale = _scaling(d)
+    namespace = {
+        "nc": d.get("nc"),
+        "scale": scale,
+        "depth": depth,
+        "width": width,
+        "max_channels": max_channels,
+        "kpt_shape": d.get("kpt_shape", 1.0),
+        "reg_max": d.get("reg_max", 16),
+        "end2end": d.get("end2end"),
+    }
+    staged = copy.deepcopy(d)
+    plan: dict[int, _PlannedRow] = {}
+    rows = (staged.get("backbone") or []) + (staged.get("head") or [])
+    written = copy.deepcopy(rows)  # as the user wrote them, for messages (the staged rows become stand-ins)
+    if not any(isinstance(r, list) and len(r) == 4 and isinstance(r[2], str) and r[2] in YAML_MODULES for r in written):
+        return staged, plan  # a stock model: left entirely to Ultralytics
+    file = d.get("yaml_file") or "<model dict>"
+    nc = d.get("nc")
+    if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc < 1):
+        raise YamlRowError(f"{file}: nc (number of classes) must be an int >= 1, got {nc!r}")
+    flow = _Flow()
+    for i, (row, user_row) in enumerate(zip(rows, written)):
+        label = _row_label(d, i)
+        if not isinstance(row, list) or len(row) != 4:
+            raise YamlRowError(f"{label} {user_row!r}: a row must be [from, repeats, module, args]")
+        f, n, name, args = row
+        if not isinstance(name, str):
+            raise YamlRowError(f"{label} {user_row!r}: the module name must be a string, got {name!r}")
+        sources = _sources(f, i, label, user_row)
+        cls = YAML_MODULES.get(name)
+        if cls is None:
+            if not (name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)):
+                close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise YamlRowError(
+                    f"{label} {user_row!r}: unknown module '{name}'.{hint} "
+                    f"Plugin modules: {', '.join(sorted(YAML_MODULES))}."
+                )
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise YamlRowError(f"{label} {user_row!r}: repeats must be an int >= 1, got {n!r}")
+            flow.check(i, label, user_row, sources, None, {})
+            continue
+        if len(sources) != 1 or isinstance(f, list):
+            raise YamlRowError(f"{label} {user_row!r}: {name} takes one input; `from` must be an int, got {f!r}")
+        try:
+            cls.check_repeats(n)
+            c2, kwargs = cls.bind_args(_resolve_strings(args, namespace) if isinstance(args, list) else args)
+        except YamlArgError as e:
+            raise YamlRowError(_row_message(label, user_row, cls, e)) from None
+        if getattr(cls, "reads_image", False) and sources[0] != -1:
+            raise YamlRowError(
+                f"{label} {user_row!r}: {name} normalises the image's channels, so it must read the image: make it "
+                "the first row with `from` -1 (the image), and start the backbone after it."
+            )
+        for key in cls.width_scaled():  # same rule parse_model applies to c2
+            kwargs[key] = scale_channels(kwargs[key], width, max_channels, cls.channel_divisor)
+        flow.check(i, label, user_row, sources, cls, kwargs)
+        planned = plan[i] = _PlannedRow(cls, kwargs, label, user_row, sources[0])
+        # Stand-ins Ultralytics knows. Conv: c1 injected, c2 scaled (rounded to 8), repeats scaled.
+        # Index: c2 recorded exactly as given (for widths Ultralytics' rounding would change); c1 comes from
+        # the plugin row that feeds it. nn.Identity: keeps its input's channels (passthrough rows).
+        if cls.passthrough:
+            row[2], row[3] = "nn.Identity", []
+            continue
+        exact = scale_channels(c2, width, max_channels, cls.channel_divisor)
+        if exact == scale_channels(c2, width, max_channels):
+            row[2], row[3] = "Conv", [c2]
+        else:
+            planned.c1 = _known_channels(plan, sources[0], ch)
+            if planned.c1 is None:
+                raise YamlRowError(
+                    f"{label} {user_row!r}: {name} builds {exact} channels (a multiple of {cls.channel_divisor}, "
+                    "not of 8), so it must take its input from another plugin row or the image"
+                )
+            row[2], row[3] = "Index", [exact, 0]
+        planned.c2 = exact
+    return staged, plan
+
+
+class _Held(logging.Filter):
+    """Holds parse_model's table lines so plugin rows can be reprinted with their real module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
+    if planned.cls.passthrough:
+        c1 = c2 = None
+        n = 1
+    else:
+        copies = list(stand_in) if isinstance(stand_in, nn.Sequential) else [stand_in]
+        c1 = planned.c1 if planned.c1 is not None else copies[0].conv.in_channels
+        c2, n = planned.c2, len(copies)
+    try:
+        planned.cls.check_scaled(c2, n, planned.kwargs)
+        module = planned.cls(**planned.kwargs) if planned.cls.passthrough else planned.cls(c1, c2, n, **planned.kwargs)
+    except (YamlArgError, ValueError) as e:
+        raise YamlRowError(_row_message(planned.label, planned.row, planned.cls, e)) from None
+    module.i, module.f = stand_in.i, stand_in.f
+    module.type = f"{planned.cls.__module__}.{planned.cls.__qualname__}"
+    module.np = sum(p.numel() for p in module.parameters())
+    module.row_args = {"c1": c1, "c2": c2, "n": n, **planned.kwargs}
+    return module
+
+
+def _consumers(layers: nn.Sequential, i: int) -> list[int]:
+    """Indices of the layers that read layer ``i``'s output; ``[len(layers)]`` (the model output) when none do."""
+    users = []
+    for j in range(i + 1, len(layers)):
+        sources = layers[j].f if isinstance(layers[j].f, list) else [layers[j].f]
+        if any((j + f if f < 0 else f) == i for f in sources):
+            users.append(j)
+    return users or [len(layers)]
+
+
+def _reprint(records: list[logging.LogRecord], model: nn.Sequential, plan: dict[int, _PlannedRow], logger) -> None:
+    """Emit parse_model's table with each plugin row's line showing its real module and arguments."""
+    for rec in records:
+        i = next((i for i in plan if rec.getMessage().startswith(f"{i:>3}{model[i].f!s:>20}")), None)
+        if i is not None:
+            m = model[i]
+            args = list(m.row_args.values())[3:]
+            if not plan[i].cls.passthrough:
+                args = [m.row_args["c1"], m.row_args["c2"], *args]
+            pad = " " if len(m.type) >= 45 else ""
+            rec.msg, rec.args = f"{i:>3}{m.f!s:>20}{m.row_args['n']:>3}{m.np:10.0f}  {m.type:<45}{pad}{args!s:<30}", ()
+        logger.handle(rec)
+
+
+def make_parse_model(original: Any) -> Any:
+    """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
+    import sys
+
+    tasks = sys.modules["ultralytics.nn.tasks"]
+
+    def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+        staged, plan = _plan(d, tasks, ch)
+        if not plan:
+            return original(staged, ch, verbose)
+        logger = tasks.LOGGER
+        held = _Held()
+        logger.addFilter(held)
+        try:
+            model, save = original(staged, ch, verbose)
+        finally:
+            logger.removeFilter(held)
+        for i, planned in plan.items():
+            model[i] = _build(planned, model[i])
+        for i in plan:
+            model[i].nchw_out = any(j not in plan for j in _consumers(model, i))
+        stamp(model)
+        record(model, d, ch)
+        _reprint(held.records, model, plan, logger)
+        return model, save
+
+    return parse_model
+
+
+def make_unsupported_guard(original: Any) -> Any:
+    """``parse_model`` for an Ultralytics outside the supported range: plugin rows fail naming both versions, every
+    other model builds exactly as stock Ultralytics builds it."""
+    from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN
+
+    def parse_model(d: dict, ch: int, verbose: bool = True) -> Any:
+        names = {r[2] for r in (d.get("backbone") or []) + (d.get("head") or []) if isinstance(r, list) and len(r) > 2}
+        plugin = sorted(n for n in names if isinstance(n, str) and n in YAML_MODULES)
+        if plugin:
+            import ultralytics
+
+            raise YamlRowError(
+                f"{d.get('yaml_file') or '<model dict>'} uses plugin rows {plugin}, but yolo-mobilevit is inactive: it "
+                f"supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX} and {ultralytics.__version__} is "
+                f"installed. pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_MAX}'"
+            )
+        return original(d, ch, verbose)
+
+    return parse_model
+
+
+def make_fuse(original: Any) -> Any:
+    """Wrap ``BaseModel.fuse`` (which folds only Ultralytics' own conv classes) so the plugin's conv+BN pairs fold
+    too; Ultralytics' exporter and its predict/val loaders call it."""
+
+    def fuse(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        fuse_modules(self)
+        return original(self, *args, **kwargs)
+
+    return fuse
