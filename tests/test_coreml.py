@@ -60,11 +60,11 @@ def image_input(spec: object, imgsz: int) -> None:
 @pytest.mark.parametrize(
     ("cfg", "imgsz", "resizes"),
     [
-        ("yolov8-mobilevit.yaml", 256, 0),  # every map even (32, 16, 8): the static graph has no resize
-        ("yolov8-mobilevit.yaml", 160, 2),  # P5 is 5x5: its block resizes to 6x6 and back
-        ("yolov8-mobilevitv2.yaml", 256, 0),
-        ("yolov8-mobilenetv3-large.yaml", 256, 0),
-        ("yolov8-mobileformer-26m.yaml", 256, 0),
+        ("yolov8-mobilevit.yaml", 64, 0),  # every map even (8, 4, 2): the static graph has no resize
+        ("yolov8-mobilevit.yaml", 96, 2),  # P5 is 3x3: its block resizes to 4x4 and back
+        ("yolov8-mobilevitv2.yaml", 64, 0),
+        ("yolov8-mobilenetv3-large.yaml", 64, 0),
+        ("yolov8-mobileformer-26m.yaml", 64, 0),
     ],
 )
 def test_converts_for_ios15(tmp_path: Path, cfg: str, imgsz: int, resizes: int):
@@ -81,11 +81,11 @@ def test_converts_for_ios15(tmp_path: Path, cfg: str, imgsz: int, resizes: int):
 
 def test_flagship_with_nms_is_a_detection_pipeline(tmp_path: Path):
     """``nms=True``: Ultralytics appends Apple's NMS model; outputs are per-box class confidences and coordinates."""
-    spec, ops = convert(tmp_path, "yolov8-mobilevit.yaml", imgsz=160, nms=True)
+    spec, ops = convert(tmp_path, "yolov8-mobilevit.yaml", imgsz=64, nms=True)
     assert spec.WhichOneof("Type") == "pipeline"
     assert [m.WhichOneof("Type") for m in spec.pipeline.models] == ["mlProgram", "nonMaximumSuppression"]
     assert spec.specificationVersion == IOS15 and {m.specificationVersion for m in spec.pipeline.models} == {IOS15}
-    image_input(spec, 160)
+    image_input(spec, 64)
     assert [i.name for i in spec.description.input] == ["image", "iouThreshold", "confidenceThreshold"]
     outputs = {
         o.name: [r.lowerBound for r in o.type.multiArrayType.shapeRange.sizeRanges] for o in spec.description.output
@@ -95,6 +95,6 @@ def test_flagship_with_nms_is_a_detection_pipeline(tmp_path: Path):
 
 
 def test_flagship_half_stores_fp16_weights(tmp_path: Path):
-    spec, ops = convert(tmp_path, "yolov8-mobilevit.yaml", imgsz=160, half=True)
+    spec, ops = convert(tmp_path, "yolov8-mobilevit.yaml", imgsz=64, half=True)
     assert spec.specificationVersion == IOS15
     assert ops["cast"] >= 1  # fp32 image in, fp16 compute inside
