@@ -33,6 +33,11 @@ SUFFIX = {
     "coreml": ".mlpackage",
     "tflite": ".tflite",
     "paddle": "_paddle_model",
+    "executorch": "_executorch_model",
+    "saved_model": "_saved_model",
+    "tfjs": "_web_model",
+    "imx": "_imx_model",
+    "rknn": "_rknn_model",
 }
 
 

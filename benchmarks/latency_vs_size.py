@@ -1,13 +1,17 @@
 """CPU latency against image size, each family beside stock YOLOv8n and YOLO26n (built from YAML, no downloads):
-PyTorch eager with Ultralytics' fuse(), batch 1, models interleaved at each size. Writes a PNG and a markdown table.
+PyTorch eager with Ultralytics' fuse() and ONNX Runtime (fp32, a graph traced at each size), batch 1, every model and
+runtime interleaved at each size. Writes a PNG (one panel per runtime, a line per family) and a markdown table.
 
-    python benchmarks/latency_vs_size.py --sizes 320 480 640 960 1280 --out benchmarks/results/latency_vs_size
+    python benchmarks/latency_vs_size.py --sizes 320 640 960 1280 --runtimes torch onnxruntime \
+        --out benchmarks/results/latency_vs_size
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +20,10 @@ import torch
 from ultralytics import YOLO
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from backbone_speed import onnx_session
+
 MODELS = {
     "yolov8n": "yolov8n.yaml",
     "yolo26n": "yolo26n.yaml",
@@ -31,55 +39,72 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[320, 480, 640, 960, 1280])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/latency_vs_size")
+    ap.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     args = ap.parse_args()
+    threads = torch.get_num_threads()
     models = {k: YOLO(v).model.fuse().eval() for k, v in MODELS.items()}
-    ms = {k: [] for k in models}
+    keys = [(r, k) for r in args.runtimes for k in models]
+    ms = {key: [] for key in keys}
     loads = []
-    with torch.inference_mode():
-        for size in args.sizes:
-            x = torch.rand(1, 3, size, size)
-            for m in models.values():
-                m(x)  # warm-up
-            times = {k: [] for k in models}
+    folder = Path(tempfile.mkdtemp(prefix="latency_vs_size_"))
+    for size in args.sizes:
+        x = torch.rand(1, 3, size, size)
+        calls = {}
+        for runtime, k in keys:
+            if runtime == "torch":
+                calls[(runtime, k)] = lambda m=models[k], x=x: m(x)
+            else:
+                calls[(runtime, k)] = onnx_session(models[k], x, threads, folder)
+        with torch.inference_mode():
+            for call in calls.values():
+                call()  # warm-up
+            times = {key: [] for key in keys}
             for _ in range(args.repeats):
-                for k, m in models.items():  # interleaved
+                for key, call in calls.items():  # interleaved
                     t = time.perf_counter()
-                    m(x)
-                    times[k].append((time.perf_counter() - t) * 1e3)
-            for k in models:
-                ms[k].append(float(np.median(times[k])))
-            loads.append(os.getloadavg()[0])
-            print(size, {k: round(v[-1], 1) for k, v in ms.items()}, flush=True)
+                    call()
+                    times[key].append((time.perf_counter() - t) * 1e3)
+        for key in keys:
+            ms[key].append(float(np.median(times[key])))
+        loads.append(os.getloadavg())
+        print(size, {f"{r}/{k}": round(v[-1], 1) for (r, k), v in ms.items() if v}, flush=True)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, v in ms.items():
-        ax.plot(args.sizes, v, marker="o", label=k, linestyle="--" if k.startswith("yolo") else "-")
-    ax.set(xlabel="imgsz", ylabel="ms (PyTorch eager, fused, CPU, batch 1)", yscale="log", xticks=args.sizes)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(args.runtimes), figsize=(7 * len(args.runtimes), 4.5), squeeze=False)
+    for ax, runtime in zip(axes[0], args.runtimes):
+        for k in models:
+            ax.plot(args.sizes, ms[(runtime, k)], marker="o", label=k, linestyle="--" if k.startswith("yolo") else "-")
+        ax.set(title=runtime, xlabel="imgsz", ylabel="ms (CPU, fp32, batch 1)", yscale="log", xticks=args.sizes)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(f"{args.out}.png", dpi=110)
     lines = [
         (
-            f"CPU latency vs imgsz (`python benchmarks/latency_vs_size.py`): PyTorch {torch.__version__} eager, "
-            f"Ultralytics fuse(), fp32, batch 1, {torch.get_num_threads()} threads, 1 warm-up then median of "
-            f"{args.repeats} runs, models interleaved at each size; random weights. 1-minute load average at each size: "
-            f"{', '.join(f'{v:.1f}' for v in loads)} (2 cores shared with other jobs)."
+            f"CPU latency (ms) vs imgsz (`python benchmarks/latency_vs_size.py --sizes {' '.join(map(str, args.sizes))} "
+            f"--runtimes {' '.join(args.runtimes)} --repeats {args.repeats}`): PyTorch {torch.__version__} eager with "
+            f"Ultralytics fuse() and ONNX Runtime (graph traced at each size, opset 17), fp32, batch 1, {threads} "
+            f"threads, 1 warm-up then median of {args.repeats} runs, every model and runtime interleaved at each size; "
+            "random weights. Load average (1/5/15 min) after each size: "
+            f"{'; '.join(' / '.join(f'{v:.1f}' for v in la) for la in loads)} (2 cores shared with other jobs)."
         ),
         "",
-        "| model | " + " | ".join(map(str, args.sizes)) + " |",
-        "|---|" + "---|" * len(args.sizes),
-        *(f"| {k} | " + " | ".join(f"{t:.0f}" for t in v) + " |" for k, v in ms.items()),
+        "| runtime | model | " + " | ".join(map(str, args.sizes)) + " |",
+        "|---|---|" + "---|" * len(args.sizes),
+        *(f"| {r} | {k} | " + " | ".join(f"{t:.0f}" for t in v) + " |" for (r, k), v in ms.items()),
         "",
-        "Ratio to yolov8n: "
-        + "; ".join(
-            f"{k}: " + ", ".join(f"{t / b:.1f}x" for t, b in zip(v, ms["yolov8n"]))
-            for k, v in ms.items()
-            if k != "yolov8n"
+        *(
+            f"Ratio to yolov8n ({r}): "
+            + "; ".join(
+                f"{k}: " + ", ".join(f"{t / b:.1f}x" for t, b in zip(ms[(r, k)], ms[(r, "yolov8n")]))
+                for k in models
+                if k != "yolov8n"
+            )
+            + "\n"
+            for r in args.runtimes
         ),
     ]
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
