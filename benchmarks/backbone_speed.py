@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from yolo_mobilevit.tools.timing import interleaved_latency, ort_feed, ort_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,24 +98,12 @@ def build_pair(name: str, cfg: Path) -> tuple[nn.Module, nn.Module, nn.Module]:
     return TimmFeatures(ref).eval(), Backbone(detector, (3, 4, 5)).eval(), detector
 
 
-def interleaved_latency_ms(
-    runs: dict[str, Callable[[], object]], repeats: int, warmup: int, cuda: bool
-) -> dict[str, float]:
-    """Median milliseconds per callable, timed round-robin (one run of each in turn) so that drift in machine load
-    hits every model alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
+def median_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int, cuda: bool) -> dict[str, float]:
+    """Median milliseconds per callable, timed round-robin (:func:`yolo_mobilevit.tools.timing.interleaved_latency`)
+    under ``torch.no_grad``, synchronising the GPU around each run when ``cuda``."""
     with torch.no_grad():
-        for step in range(warmup + repeats):
-            for name, run in runs.items():
-                if cuda:
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                run()
-                if cuda:
-                    torch.cuda.synchronize()
-                if step >= warmup:
-                    times[name].append(time.perf_counter() - start)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+        latency = interleaved_latency(runs, warmup, repeats, sync=torch.cuda.synchronize if cuda else None)
+    return {name: t.median_ms for name, t in latency.items()}
 
 
 def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
@@ -123,20 +111,8 @@ def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) 
     path = folder / f"m{len(list(folder.iterdir()))}.onnx"
     torch.onnx.export(model, (x,), str(path), opset_version=17, dynamo=False)
     session = ort_session(path, threads)
-    feed = {session.get_inputs()[0].name: x.numpy()}
+    feed = ort_feed(session, x)
     return lambda: session.run(None, feed)
-
-
-def ort_session(path: Path, threads: int, profile_prefix: str | None = None) -> Any:
-    """An ONNX Runtime CPU session on ``threads`` intra-op threads, profiling into ``profile_prefix`` when given."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OpCounter(TorchDispatchMode):
@@ -214,14 +190,14 @@ def main() -> None:
     if cuda:  # on the CPU our rows already run channels-last in eval; on the GPU it is an option, measured here
         channels_last = copy.deepcopy(ours_fused).to(memory_format=torch.channels_last)
         models["ours (fused), channels-last weights and input"] = ChannelsLast(channels_last)
-    eager = interleaved_latency_ms(
+    eager = median_ms(
         {name: functools.partial(model, xd) for name, model in models.items()}, args.repeats, args.warmup, cuda
     )
     onnx = {}
     if not args.no_onnx and not cuda:
         with tempfile.TemporaryDirectory() as tmp:
             sessions = {name: onnx_session(model.float(), x, args.threads, Path(tmp)) for name, model in models.items()}
-            onnx = interleaved_latency_ms(sessions, args.repeats, args.warmup, cuda=False)
+            onnx = median_ms(sessions, args.repeats, args.warmup, cuda=False)
     ops = {name: ops_per_forward(model, xd) for name, model in models.items()}
     rows = [(name, f"{eager[name]:.1f}", f"{onnx[name]:.1f}" if onnx else "-", str(ops[name])) for name in models]
 

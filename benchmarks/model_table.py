@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 import yolo_mobilevit
 from yolo_mobilevit.tools.compare import markdown, model_stats
+from yolo_mobilevit.tools.timing import Latency, interleaved_latency
 
 REPO = Path(__file__).resolve().parents[1]
 STOCK = ["yolov8n.yaml", "yolo11n.yaml"]
@@ -44,22 +44,14 @@ def build(config: str) -> nn.Module:
 
 
 @torch.inference_mode()
-def latencies_ms(models: list[nn.Module], imgsz: int, repeats: int, warmup: int) -> list[list[float]]:
-    """Milliseconds of ``repeats`` batch-1 forwards per model, timed round-robin."""
+def latencies(models: list[nn.Module], imgsz: int, repeats: int, warmup: int) -> list[Latency]:
+    """``repeats`` batch-1 forwards per model after ``warmup`` ones, timed round-robin."""
     x = torch.rand(1, 3, imgsz, imgsz)
-    for model in models:
-        for _ in range(warmup):
-            model(x)
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(repeats):
-        for model, t in zip(models, times):
-            start = time.perf_counter()
-            model(x)
-            t.append((time.perf_counter() - start) * 1e3)
-    return times
+    timed = interleaved_latency({str(i): partial(model, x) for i, model in enumerate(models)}, warmup, repeats)
+    return list(timed.values())
 
 
-def row(config: str, model: nn.Module, imgsz: int, times: list[float] | None) -> dict[str, str]:
+def row(config: str, model: nn.Module, imgsz: int, latency: Latency | None) -> dict[str, str]:
     stats = model_stats(model, imgsz)
     out = {
         "model": Path(config).name,
@@ -68,9 +60,9 @@ def row(config: str, model: nn.Module, imgsz: int, times: list[float] | None) ->
         f"GFLOPs@{imgsz} (Ultralytics)": f"{stats['gflops_ultralytics']:.1f}",
         f"GFLOPs@{imgsz} (attention counted)": f"{stats['gflops_attention']:.1f}",
     }
-    if times:
-        out["CPU ms (median)"] = f"{statistics.median(times):.0f}"
-        out["CPU ms (min)"] = f"{min(times):.0f}"
+    if latency:
+        out["CPU ms (median)"] = f"{latency.median_ms:.0f}"
+        out["CPU ms (min)"] = f"{latency.min_ms:.0f}"
     return out
 
 
@@ -88,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = args.configs or default_configs()
     models = [build(c) for c in names]
-    times = latencies_ms(models, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
+    times = latencies(models, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
     table = markdown([row(c, m, args.imgsz, t) for c, m, t in zip(names, models, times)])
     note = f"{args.imgsz}x{args.imgsz}, torch {torch.__version__}, {args.threads} threads"
     if args.latency:

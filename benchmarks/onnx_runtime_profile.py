@@ -22,7 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from backbone_speed import ROOT, Backbone, build_pair, interleaved_latency_ms, max_relative_error, ort_session
+from backbone_speed import ROOT, Backbone, build_pair, max_relative_error, median_ms
+
+from yolo_mobilevit.modules.attention import merge_heads, split_heads
+from yolo_mobilevit.tools.timing import ort_feed, ort_session
 
 
 class FusedAttention(torch.autograd.Function):
@@ -30,8 +33,7 @@ class FusedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-        qh, kh, vh = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
-        return F.scaled_dot_product_attention(qh, kh, vh).transpose(1, 2).flatten(2)
+        return merge_heads(F.scaled_dot_product_attention(*(split_heads(t, heads) for t in (q, k, v))))
 
     @staticmethod
     def symbolic(g: Any, q: Any, k: Any, v: Any, heads: int) -> Any:
@@ -91,10 +93,10 @@ def main() -> None:
             MultiHeadSelfAttention.forward = plain_forward
 
         sessions = {name: ort_session(path, args.threads) for name, path in paths.items()}
-        feeds = {name: {s.get_inputs()[0].name: x.numpy()} for name, s in sessions.items()}
+        feeds = {name: ort_feed(s, x) for name, s in sessions.items()}
         print(f"\nONNX Runtime CPU, {args.threads} threads; batch 1, {args.imgsz}x{args.imgsz}, fp32, opset 17\n")
         print("| graph | max relative error vs timm (PyTorch) | median ms |\n|---|---|---|")
-        latency = interleaved_latency_ms(
+        latency = median_ms(
             {name: (lambda s=s, f=feeds[name]: s.run(None, f)) for name, s in sessions.items()},
             args.repeats,
             args.warmup,

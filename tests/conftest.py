@@ -15,6 +15,8 @@ DATASETS = Path(os.environ.get("YOLO_MOBILEVIT_DATASETS", REPO.parent / "shared"
 YOLO_BIN = Path(sys.executable).with_name("yolo")
 SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml"))
 
+os.environ["YOLO_OFFLINE"] = "1"  # tests never reach the network; the few that test downloading serve 127.0.0.1
+
 
 def dataset_yaml(name: str) -> Path:
     path = DATASETS / name / f"{name}.yaml"

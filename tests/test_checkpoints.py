@@ -45,6 +45,7 @@ def test_checkpoints_record_the_plugin_version(saved: Path):
     assert written_by(saved.with_name("absent.pt")) is None
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_refused_by_name(saved: Path, tmp_path: Path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
@@ -59,6 +60,7 @@ class FutureBlock(torch.nn.Module):
     """Stands for a module a later plugin version adds; pickled as yolo_mobilevit.modules.mobilevit.FutureBlock."""
 
 
+@pytest.mark.slow
 def test_checkpoint_from_a_newer_plugin_names_the_version_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     FutureBlock.__module__ = mobilevit_module.__name__
     monkeypatch.setattr(mobilevit_module, "FutureBlock", FutureBlock, raising=False)
@@ -77,6 +79,7 @@ def test_checkpoint_from_a_newer_plugin_names_the_version_to_install(tmp_path: P
     assert digest(future) == before
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_from_another_config_is_refused(saved: Path, tmp_path: Path):
     before = digest(saved)
     out = yolo_fails("train", f"model={CFG / 'yolov8n-mobilevit-s.yaml'}", f"pretrained={saved}",
@@ -89,11 +92,27 @@ def test_pretrained_backbone_from_another_config_is_refused(saved: Path, tmp_pat
     assert not (tmp_path / "mismatch" / "weights" / "last.pt").exists()
 
 
+def assert_transferred(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
+    """Every tensor of ``source`` whose name and shape ``model`` has arrived in ``model``; returns those names."""
+    state = model.state_dict()
+    fits = [k for k, v in source.items() if k in state and state[k].shape == v.shape]
+    for k in fits:
+        assert torch.equal(state[k], source[k].to(state[k].dtype)), f"{k} was not loaded"
+    return fits
+
+
 def test_matching_and_stock_transfers_still_load(saved: Path, tmp_path: Path):
-    YOLO(str(XXS)).load(str(saved))  # same config: loads
-    YOLO(str(XXS)).load(YOLO("yolov8n.yaml").model)  # a stock checkpoint: its neck and head may transfer, as usual
+    saved_state = torch.load(saved, weights_only=False)["model"].state_dict()
+    same = YOLO(str(XXS)).load(str(saved))  # same config: every tensor loads
+    assert assert_transferred(same.model, saved_state) == list(saved_state) == list(same.model.state_dict())
+    stock = YOLO("yolov8n.yaml").model  # a stock checkpoint: what fits by name and shape transfers, as usual
+    fits = assert_transferred(YOLO(str(XXS)).load(stock).model, stock.state_dict())
+    assert "model.0.conv.weight" in fits  # the stem conv has stock's shape and names
     cls = YOLO(str(CFG / "yolov8n-mobilevit-cls.yaml"))
     cls.model.model[-1].fc = torch.nn.Linear(cls.model.model[-1].fc.in_features, 10)  # other nc: head may differ
-    YOLO(str(CFG / "yolov8n-mobilevit-cls.yaml")).load(cls.model)
+    other = YOLO(str(CFG / "yolov8n-mobilevit-cls.yaml")).load(cls.model)
+    fits = assert_transferred(other.model, cls.model.state_dict())
+    head = f"model.{len(cls.model.model) - 1}.fc"
+    assert set(cls.model.state_dict()) - set(fits) == {f"{head}.weight", f"{head}.bias"}  # the rest arrived
     with pytest.raises(CheckpointError, match="layer 1: checkpoint MV2Stage vs config MV2Stage"):
         YOLO(str(CFG / "yolov8n-mobilevit-s.yaml")).load(str(saved))

@@ -90,6 +90,7 @@ def test_class_subset_follows_the_dataset_folders(tmp_path: Path):
     assert torch.allclose(sub, full[:, [IMAGENET_FIRST_TEN.index(f) for f in folders]], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_yolo_classify_val_on_converted_checkpoint_matches_reference(tmp_path: Path):
     """Ultralytics' own `yolo classify val` on the checkpoint `yolo-mobilevit convert --classes` wrote, and on its
     `yolo export format=onnx`, scores what the reference scores. The reference's ImageNet head is set to a nearest-class-mean classifier of imagenet10's val

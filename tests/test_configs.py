@@ -10,8 +10,8 @@ import torch
 from conftest import CFG, SHIPPED_CONFIGS
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_mobilevit.tools.features import backbone_features
 from yolo_mobilevit.modules import MobileViTStage
+from yolo_mobilevit.tools.features import backbone_features
 
 DETECT_CONFIGS = [c for c in SHIPPED_CONFIGS if not c.endswith(("-seg.yaml", "-pose.yaml", "-obb.yaml", "-cls.yaml"))]
 MOBILEVIT_V1 = {"yolov8-mobilevit-xxs.yaml": "xxs", "yolov8-mobilevit.yaml": "xs", "yolov8-mobilevit-s.yaml": "s"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import ultralytics
 from conftest import CFG, run
 
@@ -13,6 +14,7 @@ from yolo_mobilevit.tools.doctor import input_sizes
 DOCTOR = [str(Path(sys.executable).with_name("yolo-mobilevit")), "doctor"]
 
 
+@pytest.mark.slow
 def test_environment_report(tmp_path: Path):
     out = run(DOCTOR, cwd=tmp_path).stdout
     assert f"ultralytics {ultralytics.__version__}: supported" in out
@@ -23,12 +25,14 @@ def test_environment_report(tmp_path: Path):
     assert out.rstrip().endswith("doctor: OK")
 
 
+@pytest.mark.slow
 def test_autoload_switched_off_is_reported(tmp_path: Path):
     out = run(DOCTOR, cwd=tmp_path, env={"YOLO_MOBILEVIT_AUTOLOAD": "0"}).stdout
     assert "start-up activation: NOT live" in out and "YOLO_MOBILEVIT_AUTOLOAD: off" in out
     assert "patches applied: 8 of 8" in out  # the doctor itself imports the plugin
 
 
+@pytest.mark.slow
 def test_flagship_map_sizes(tmp_path: Path):
     out = run([*DOCTOR, "--cfg", str(CFG / "yolov8n-mobilevit.yaml"), "--imgsz", "640"], cwd=tmp_path).stdout
     assert "input sides [640]" in out

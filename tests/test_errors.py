@@ -8,7 +8,7 @@ import pytest
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_mobilevit.integration import YamlRowError
-from yolo_mobilevit.versions import UnsupportedUltralyticsError, check_ultralytics_version
+from yolo_mobilevit.versions import is_supported
 
 HEAD = """
 head:
@@ -96,17 +96,12 @@ def test_undefined_scale_letter(tmp_path):
         DetectionModel(str(lettered), verbose=False)
 
 
-@pytest.mark.parametrize("version", ["8.3.253", "8.5.0", "9.0.0"])
-def test_version_outside_supported_range(version):
-    with pytest.raises(
-        UnsupportedUltralyticsError, match=f"supports ultralytics 8.4.0 to 8.4.190, but ultralytics {version}"
-    ):
-        check_ultralytics_version(version)
-
-
-@pytest.mark.parametrize("version", ["8.4.0", "8.4.100", "8.4.190"])
-def test_versions_inside_supported_range(version):
-    check_ultralytics_version(version)
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [("8.3.253", False), ("8.4.0", True), ("8.4.100", True), ("8.4.190", True), ("8.4.191", False), ("9.0.0", False)],
+)
+def test_supported_range_boundaries(version, supported):
+    assert is_supported(version) is supported
 
 
 def test_width_not_multiple_of_8_builds_exactly(tmp_path):

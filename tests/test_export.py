@@ -15,14 +15,10 @@ from conftest import CFG, dataset_yaml, yolo
 from torch import nn
 from ultralytics import YOLO
 
+from yolo_mobilevit.tools.export_check import FAMILIES, calibrate, errors, torch_output
+
 EXPORT_SIZE = 96  # P5 is 3x3: odd, so the MobileViT resize path is in every exported graph anyway
 DYNAMIC_SIZES = [(96, 96), (160, 160), (672, 672), (352, 640)]
-FAMILIES = {
-    "mobilevit": "yolov8-mobilevit.yaml",  # the flagship
-    "mobilevitv2": "yolov8-mobilevitv2.yaml",
-    "mobilenetv3": "yolov8-mobilenetv3-large.yaml",
-    "mobileformer": "yolov8-mobileformer-26m.yaml",
-}
 # Largest error allowed per format: (boxes as a fraction of the image's long side, class scores). fp32 exports differ
 # from the unfused PyTorch model by folded BatchNorm and reordered float arithmetic. Largest measured on 2 CPU cores
 # (torch 2.14.1, onnxruntime 1.32.0, openvino 2026.4.1): torchscript 1.1e-4 / 5.3e-5, onnx 8.4e-4 / 9.3e-4,
@@ -34,41 +30,14 @@ TOLERANCE = {
 }
 ALL = list(FAMILIES)
 FLAGSHIP = ["mobilevit"]  # the formats that are slow to export run on the flagship only (2-core budget)
-
-
-def calibrate(model: nn.Module) -> None:
-    """Make a random-init model behave like a trained one numerically: BatchNorm statistics measured on coco8 (random
-    init with unit statistics shrinks activations to nothing, so every image gives the same output), and a head whose
-    scores and boxes spread (distinct, unsaturated scores: no ties for NMS to break differently)."""
-    files = sorted((dataset_yaml("coco8").parent / "images").rglob("*.jpg"))
-    batch = torch.stack([resized(f) for f in files])
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the calibration pass
-        model.train()(batch)
-        model.eval()
-        head = model.model[-1]
-        for branch in head.cv2:
-            branch[-1].weight.mul_(2)
-        for branch in head.cv3:  # scores up to ~0.9 on coco8: none saturated at 1.0
-            branch[-1].weight.mul_(2)
-            branch[-1].bias.fill_(-3.0)
-
-
-def resized(path: Path, size: int = 160) -> torch.Tensor:
-    import cv2
-
-    img = cv2.resize(cv2.imread(str(path))[:, :, ::-1], (size, size))
-    return torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 255
+pytestmark = pytest.mark.slow  # every test exports through the `yolo` CLI
 
 
 @pytest.fixture(scope="module")
 def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved checkpoint of one family's config (random weights, built in-process)."""
     model = YOLO(str(CFG / FAMILIES[request.param]))
-    calibrate(model.model)
+    calibrate(model.model, dataset_yaml("coco8").parent / "images")
     path = tmp_path_factory.mktemp(request.param) / f"{request.param}.pt"
     model.save(path)
     return path
@@ -94,12 +63,6 @@ def image(h: int, w: int) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * 1000 + w))
 
 
-def torch_output(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        out = model(x)
-    return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
-
-
 def run_torchscript(path: Path, x: torch.Tensor) -> np.ndarray:
     return torch_output(torch.jit.load(str(path)), x)
 
@@ -116,13 +79,6 @@ def run_openvino(path: Path, x: torch.Tensor) -> np.ndarray:
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return compiled(x.numpy())[0]
-
-
-def errors(got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
-    """Max |difference| of the decoded boxes (pixels) and of the class scores."""
-    assert got.shape == expected.shape, f"shape {got.shape} != {expected.shape}"
-    diff = np.abs(got - expected)
-    return float(diff[:, :4].max()), float(diff[:, 4:].max())
 
 
 def check(label: str, fmt: str, got: np.ndarray, expected: np.ndarray, side: int) -> None:

@@ -324,6 +324,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return best
 
 
+@pytest.mark.slow
 def test_trained_checkpoint_reloads_in_fresh_process(trained):
     code = (
         f"import torch; from ultralytics import YOLO; m = YOLO(r'{trained}'); "
@@ -350,6 +351,7 @@ def _onnx_vs_torch(onnx_file: Path, model: nn.Module, shapes: list[tuple[int, in
         np.testing.assert_allclose(out[:, 4:], ref[:, 4:], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_onnx_export_matches_pytorch(trained):
     from ultralytics import YOLO
 
@@ -357,6 +359,7 @@ def test_cli_onnx_export_matches_pytorch(trained):
     _onnx_vs_torch(trained.with_suffix(".onnx"), YOLO(str(trained)).model, [(1, 64, 64)])
 
 
+@pytest.mark.slow
 def test_dynamic_onnx_export_runs_any_size(trained, tmp_path):
     """Dynamic batch and size; token-side Linears re-drawn large so attention and dynamic ReLUs are far from their
     near-uniform / plain-ReLU start."""

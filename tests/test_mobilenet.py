@@ -203,11 +203,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_trains_from_plain_cli(config: str, trained: dict[str, Path]) -> None:
     assert trained[config].is_file()
 
 
+@pytest.mark.slow
 def test_trained_checkpoints_reload_in_fresh_process(trained: dict[str, Path], tmp_path: Path) -> None:
     """All trained checkpoints load in one new interpreter, keep ImageNorm and V3's BN settings, and predict."""
     code = (

@@ -243,6 +243,7 @@ def test_accepted_values():
     assert ms.parse_value([0.5, 1.5]) == (0.5, 1.5) and ms.parse_value(0) is None
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_bad_value_before_training(tmp_path: Path):
     proc = subprocess.run(
         [str(YOLO_BIN), "train", f"model={MODEL}", "data=coco8.yaml", "device=cpu", f"{KEY}=maybe"],
@@ -313,6 +314,7 @@ def _expected(epoch: int) -> str:
     return VariableBatchSampler(32, pairs, 96, seed=0).fingerprint(epoch)
 
 
+@pytest.mark.slow
 def test_plain_cli_trains_with_variable_batch(data32: Path, tmp_path: Path):
     out = yolo("train", f"model={MODEL}", *_args(data32, tmp_path, "run"), f"{KEY}=True", cwd=tmp_path)
     log = out.stdout + out.stderr
@@ -324,6 +326,7 @@ def test_plain_cli_trains_with_variable_batch(data32: Path, tmp_path: Path):
     assert (tmp_path / "run" / "weights" / "best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_resume_restores_the_schedule(data32: Path, tmp_path: Path):
     """Python keyword, interrupted after epoch 1 of 2; `yolo train resume` trains epoch 2 on epoch 2's schedule."""
     code = f"""
@@ -349,6 +352,7 @@ def test_resume_restores_the_schedule(data32: Path, tmp_path: Path):
     assert resumed and f"schedule {_expected(1)}" in resumed[0] and _expected(1) != _expected(0)
 
 
+@pytest.mark.slow
 def test_segment_trains_with_variable_batch(tmp_path: Path):
     """Masks stay at imgsz / mask_ratio; Ultralytics' segmentation loss matches them to the resized prototypes."""
     seg = DATASETS / "coco8-seg" / "images"

@@ -87,7 +87,10 @@ def test_old_argument_names_still_build_with_a_warning():
     assert conv.conv.kernel_size == (5, 5) and conv.conv.stride == (2, 2)
 
 
-@pytest.mark.parametrize(("cls", "n", "message"), [(ConvBNAct, 2, "repeats to be 1 (one conv), got 2"), (MV2Stage, 0, "repeats to be >= 1 (blocks), got 0")])
+@pytest.mark.parametrize(
+    ("cls", "n", "message"),
+    [(ConvBNAct, 2, "repeats to be 1 (one conv), got 2"), (MV2Stage, 0, "repeats to be >= 1 (blocks), got 0")],
+)
 def test_repeats_are_declared_per_row(cls, n, message):
     with pytest.raises(YamlArgError, match=re.escape(message)):
         cls.check_repeats(n)

@@ -102,6 +102,7 @@ def _val_and_predict(task: str, best: Path, data: str | Path, source: Path, tmp:
 END_TO_END = [("seg", "mobilevit", True), ("pose", "mobilenetv3-large", False), ("obb", "mobilevitv2", False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "family", "task_word"), END_TO_END)
 def test_dense_task_trains_validates_and_predicts(task: str, family: str, task_word: bool, tmp_path: Path):
     data = dataset_yaml(DATA[task])
@@ -113,6 +114,7 @@ def test_dense_task_trains_validates_and_predicts(task: str, family: str, task_w
     assert {"seg": "Mask(P", "pose": "Pose(P", "obb": "mAP50-95"}[task] in log
 
 
+@pytest.mark.slow
 def test_classify_trains_validates_and_predicts(tmp_path: Path):
     """MobileViT-XS with the paper head on imagenet10 (a folder dataset: train/ and val/ with one folder per class)."""
     data = DATASETS / "imagenet10"

@@ -25,9 +25,9 @@ from typing import Any
 from torch import nn
 
 from .checkpoints import stamp
+from .errors import YamlRowError
 from .featuremap import record
 from .modules import YAML_MODULES, YamlModule, fuse_modules
-from .errors import YamlRowError
 from .modules.rows import YamlArgError
 
 
@@ -153,7 +153,9 @@ def _sources(f: Any, i: int, label: str, row: list) -> list[int]:
         k = i + j if j < 0 else j
         if (j < 0 and k < -1) or (j < 0 and k == -1 and i > 0) or k >= i:
             where = "the image (-1 on the first row)" if i == 0 else f"layers 0 to {i - 1} (or -1 to -{i})"
-            raise YamlRowError(f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}")
+            raise YamlRowError(
+                f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}"
+            )
         out.append(k)
     return out
 

@@ -12,7 +12,9 @@ def _cmd_modules(args: argparse.Namespace) -> int:
     for name, cls in sorted(YAML_MODULES.items()):
         print(f"{name:<20} {cls.signature():<55} repeats: {cls.repeats_rule()} ({cls.repeats_doc})")
         c2 = [] if cls.passthrough else [f"c2: int > 0 (x width, multiple of {cls.channel_divisor})"]
-        args = [a.describe() + (f" (x width, multiple of {cls.channel_divisor})" if a.scaled else "") for a in cls.yaml_args]
+        args = [
+            a.describe() + (f" (x width, multiple of {cls.channel_divisor})" if a.scaled else "") for a in cls.yaml_args
+        ]
         if c2 or args:
             print(f"{'':<20} " + "; ".join(c2 + args))
     return 0
@@ -50,7 +52,13 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="Ultralytics checkpoint to write (.pt)")
     p.add_argument("--format", default=None, help="source format (default: detected from the tensor names)")
     p.add_argument("--partial", action="store_true", help="allow a partial fit instead of refusing it")
-    p.add_argument("--swap-rb", action="store_true", help="reverse the stem's input channels (BGR-trained weights)")
+    p.add_argument(
+        "--swap-rb",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reverse the stem's input channels (or keep them: --no-swap-rb); default: by the source's training "
+        "colour order (ml-cvnets v0.1 MobileViT: BGR, reversed; timm, torchvision: RGB, kept)",
+    )
     p.add_argument(
         "--no-head", action="store_true", help="-cls configs: leave the Classifier row initialized (new classes)"
     )

@@ -21,6 +21,7 @@ import sys
 from .errors import YamlRowError
 
 MARKER = "__yolo_mobilevit_original__"  # set on every wrapper: the attribute it replaced
+FACTORY = "__yolo_mobilevit_factory__"  # set on every wrapper: the factory that made it (two patches may stack)
 
 
 class Patch:
@@ -51,12 +52,20 @@ PATCHES: tuple[Patch, ...] = (
           "refuse pretrained backbones from another config instead of skipping their tensors silently"),
     Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.checkpoints:make_torch_safe_load",
           "name the plugin version a checkpoint needs before unpickling; clear errors for damaged files"),
+    Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.pretrained:make_load",
+          "pretrained=FILE / .load(FILE): convert a timm, torchvision, cvnets or Mobile-Former checkpoint on the fly"),
+    Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.pretrained:make_torch_safe_load",
+          "read a reference (non-Ultralytics) checkpoint as weights to convert instead of failing to unpickle it"),
     Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.multiscale:make_get_dataloader",
           "variable_batch: give the train loader the variable-batch sampler"),
     Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.multiscale:make_preprocess_batch",
           "variable_batch: resize each batch to its drawn size"),
     Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.multiscale:make_optimizer_step",
           "variable_batch: step per accumulated image count, gradient rescaled to it"),
+    Patch(_TRAINER, "BaseTrainer.setup_model", "yolo_mobilevit.pretrained:make_setup_model",
+          "pretrained=True (the default) on a plugin YAML: load the ImageNet backbone its backbone_weights names"),
+    Patch(_TRAINER, "BaseTrainer.build_optimizer", "yolo_mobilevit.finetune:make_build_optimizer",
+          "backbone_lr: scale the learning rate of the plugin backbone's parameter groups"),
 )  # fmt: skip
 
 #: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
@@ -67,6 +76,7 @@ GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_unsupported_gu
 #: config dict and raises ValueError naming the key; Ultralytics' CLI accepts the key because it is in the defaults.
 TRAINING_KEYS: dict[str, tuple[object, str]] = {
     "variable_batch": (False, "yolo_mobilevit.multiscale:check_args"),
+    "backbone_lr": (1.0, "yolo_mobilevit.finetune:check_args"),
 }
 
 WATCHED: frozenset[str] = frozenset(p.module for p in PATCHES)
@@ -88,13 +98,29 @@ def apply(patch: Patch) -> bool:
     """Replace ``patch.attribute`` of the imported ``patch.module`` once (idempotent). Returns whether it changed."""
     owner, name = _owner(sys.modules[patch.module], patch.attribute)
     original = inspect_static(owner, name)
-    if hasattr(original, MARKER):
+    if patch.factory in _factories(original):
         return False
     wrapper = _resolve(patch.factory)(original)
     functools.update_wrapper(wrapper, original)
     setattr(wrapper, MARKER, original)
-    setattr(owner, name, staticmethod(wrapper) if isinstance(owner.__dict__.get(name), staticmethod) else wrapper)
+    setattr(wrapper, FACTORY, patch.factory)
+    _assign(owner, name, wrapper)
     return True
+
+
+def _assign(owner: object, name: str, function: object) -> None:
+    """The one assignment to Ultralytics: keeps a ``staticmethod`` a ``staticmethod``."""
+    static = isinstance(getattr(owner, "__dict__", {}).get(name), staticmethod)
+    setattr(owner, name, staticmethod(function) if static else function)
+
+
+def _factories(attribute: object) -> list[str]:
+    """The factories of the plugin wrappers stacked on ``attribute``, outermost first."""
+    found = []
+    while hasattr(attribute, MARKER):
+        found.append(getattr(attribute, FACTORY, ""))
+        attribute = getattr(attribute, MARKER)
+    return found
 
 
 def inspect_static(owner: object, name: str) -> object:
@@ -104,21 +130,22 @@ def inspect_static(owner: object, name: str) -> object:
 
 
 def undo(patch: Patch) -> bool:
-    """Put the original back (for tests). Returns whether anything was patched."""
+    """Put back what ``patch`` wrapped (for tests; patches stacked on one attribute come off outermost first).
+    Returns whether ``patch`` was the outermost wrapper."""
     module = sys.modules.get(patch.module)
     if module is None:
         return False
     owner, name = _owner(module, patch.attribute)
     current = inspect_static(owner, name)
-    if not hasattr(current, MARKER):
+    if getattr(current, FACTORY, None) != patch.factory:
         return False
-    setattr(owner, name, getattr(current, MARKER))
+    _assign(owner, name, getattr(current, MARKER))
     return True
 
 
 def is_patched(patch: Patch) -> bool:
     module = sys.modules.get(patch.module)
-    return module is not None and hasattr(inspect_static(*_owner(module, patch.attribute)), MARKER)
+    return module is not None and patch.factory in _factories(inspect_static(*_owner(module, patch.attribute)))
 
 
 _WARNED = False

@@ -20,16 +20,3 @@ def parse_version(version: str) -> tuple[int, ...]:
 
 def is_supported(version: str) -> bool:
     return parse_version(ULTRALYTICS_MIN) <= parse_version(version) <= parse_version(ULTRALYTICS_MAX)
-
-
-class UnsupportedUltralyticsError(RuntimeError):
-    pass
-
-
-def check_ultralytics_version(version: str) -> None:
-    if not is_supported(version):
-        raise UnsupportedUltralyticsError(
-            f"yolo-mobilevit supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX}, but ultralytics {version} "
-            f"is installed. Install a supported version: pip install 'ultralytics>={ULTRALYTICS_MIN},"
-            f"<={ULTRALYTICS_MAX}' (or set YOLO_MOBILEVIT_AUTOLOAD=0 to use Ultralytics without the plugin)."
-        )

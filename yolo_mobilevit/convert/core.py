@@ -12,7 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import ConversionError, Derived, HeadSource, SourceFormat, StateDict, formats, plugin_rows, rescale_bn_weight
+from .registry import (
+    ConversionError,
+    Derived,
+    HeadSource,
+    SourceFormat,
+    StateDict,
+    formats,
+    plugin_rows,
+    rescale_bn_weight,
+)
 
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "state_dict_model")
 _LIST_LIMIT = 12  # tensors named per problem in an error message
@@ -103,6 +112,7 @@ class ConversionReport:
     unused_source: list[str]
     unloaded_backbone: list[str]
     output: str | None = None
+    swapped_rb: bool = False
 
     def summary(self) -> str:
         lines = [
@@ -113,6 +123,8 @@ class ConversionReport:
             f"  source tensors not used: {len(self.unused_source)}"
             + (f" ({_sample(self.unused_source)})" if self.unused_source else ""),
         ]
+        if self.swapped_rb:
+            lines.append("  stem input channels reversed (BGR-trained weights, Ultralytics feeds RGB)")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -270,6 +282,23 @@ def _swap_rb(mapped: StateDict, model: nn.Module) -> StateDict:
     raise ConversionError("swap_rb: the first backbone row has no loaded 3-channel input conv")
 
 
+def decide_swap_rb(fmt: SourceFormat, swap_rb: bool | None = None) -> tuple[bool, str]:
+    """Whether to reverse the stem's input channels for ``fmt``, and why (for the log).
+
+    ``swap_rb=None`` follows the source's training colour order (``fmt.input_order``): Ultralytics feeds RGB, so
+    BGR-trained weights (ml-cvnets v0.1 MobileViT) are swapped; True / False force it either way."""
+    if swap_rb is None:
+        swap = fmt.input_order == "bgr"
+        why = f"{fmt.name} weights expect {fmt.input_order.upper()} input; Ultralytics feeds RGB"
+        return swap, why + (": reversed the stem's input channels (--no-swap-rb keeps them)" if swap else "")
+    return swap_rb, f"stem input channels {'reversed' if swap_rb else 'kept'} as asked (swap_rb={swap_rb})"
+
+
+def swap_stem_channels(mapped: StateDict, model: nn.Module) -> StateDict:
+    """``mapped`` with the stem conv's 3 input channels reversed (RGB <-> BGR)."""
+    return {**mapped, **_swap_rb(mapped, model)}
+
+
 def build_model(cfg: str | Path, nc: int | None = None) -> nn.Module:
     """The Ultralytics ``nn`` model (DetectionModel, SegmentationModel, ...) of a plugin config, fp32; ``nc``
     overrides the config's class count."""
@@ -371,7 +400,7 @@ def convert_checkpoint(
     output: str | Path | None = None,
     fmt: str | None = None,
     strict: bool = True,
-    swap_rb: bool = False,
+    swap_rb: bool | None = None,
     verbose: bool = True,
     head: bool = True,
     classes: str | Path | list[str] | None = None,
@@ -384,7 +413,8 @@ def convert_checkpoint(
         output: where to write the Ultralytics checkpoint; None only checks and reports.
         fmt: a registered format name (``formats()``); detected from the tensor names when None.
         strict: refuse partial fits (backbone tensors without source, source tensors without place).
-        swap_rb: reverse the stem conv's input channels (RGB <-> BGR), for weights trained on BGR images.
+        swap_rb: reverse the stem conv's input channels (RGB <-> BGR); None (default) decides from the source
+            format's training colour order (ml-cvnets v0.1 MobileViT: BGR, swapped; timm, torchvision: RGB).
         verbose: print the report.
         head: for a config ending in a ``Classifier`` row (``-cls``), also convert the ImageNet classifier.
         classes: keep only these ImageNet classes in the converted classifier, in this order: a classification
@@ -407,12 +437,16 @@ def convert_checkpoint(
     if converts_head:
         model.names = dict(enumerate(names)) if names else _imagenet_names(model)
     report.cfg = str(cfg)
-    if swap_rb:
-        mapped.update(_swap_rb(mapped, model))
+    swap, why = decide_swap_rb(source_format, swap_rb)
+    if swap:
+        mapped = swap_stem_channels(mapped, model)
+    report.swapped_rb = swap
     model.load_state_dict(mapped, strict=False)
     if output is not None:
         info = {k: v for k, v in report.as_dict().items() if k != "loaded"}
         report.output = str(save_ultralytics_checkpoint(model, output, {**info, "loaded": len(mapped)}))
     if verbose:
         print(report.summary())
+        if swap or swap_rb is not None:
+            print(f"  {why}")
     return report

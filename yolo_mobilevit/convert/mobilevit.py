@@ -163,6 +163,7 @@ for _fmt in (
         None,
         _CVNETS_IGNORED,
         HeadSource("classifier.fc", "conv_1x1_exp.block.conv", "conv_1x1_exp.block.norm"),
+        input_order="bgr",  # cvnets v0.1 read training images with cv2.imread and never flipped them
     ),
     SourceFormat(
         "cvnets-mobilevitv2",

@@ -59,6 +59,9 @@ class SourceFormat:
     load_name: Callable[[str], StateDict | None] | None = None
     ignored: tuple[str, ...] = ()
     head: HeadSource | None = None
+    #: colour order of the images the published weights were trained on ("rgb" or "bgr"); Ultralytics feeds RGB,
+    #: so "bgr" weights get their stem's input channels reversed unless the caller says otherwise
+    input_order: str = "rgb"
 
 
 #: Registered source formats by name (filled by the family modules; use :func:`formats` to read it).
@@ -111,4 +114,3 @@ def map_by_name(
             if key is not None and key in source:
                 out[f"model.{i}.{local}"] = source[key]
     return out
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -161,6 +161,16 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
+def strided_blocks(
+    make_block: Callable[[int, int, int], nn.Module], c1: int, c2: int, n: int, stride: int = 1
+) -> list[nn.Module]:
+    """The ``n`` blocks of a stage: ``make_block(c1, c2, stride)``, then ``make_block(c2, c2, 1)`` ``n - 1`` times.
+
+    ``make_block(c_in, c_out, stride)`` builds one block; (B, c1, H, W) -> (B, c2, H/stride, W/stride) in all.
+    """
+    return [make_block(c1 if i == 0 else c2, c2, stride if i == 0 else 1) for i in range(n)]
+
+
 class MV2Stage(YamlModule):
     """``n`` inverted residual blocks: the first with ``stride`` (and c1 -> c2), the rest stride 1 at c2.
 
@@ -176,11 +186,31 @@ class MV2Stage(YamlModule):
     def __init__(self, c1: int, c2: int, n: int = 1, stride: int = 1, expansion: float = 4, act: str = "silu"):
         super().__init__()
         self.blocks = nn.Sequential(
-            *(InvertedResidual(c1 if i == 0 else c2, c2, stride if i == 0 else 1, expansion, act) for i in range(n))
+            *strided_blocks(lambda i, o, s: InvertedResidual(i, o, s, expansion, act), c1, c2, n, stride)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
+
+
+class MV2DownsampleStage(YamlModule):
+    """Base of the stages that open with a stride-2 MV2 block (c1 -> c2, ``downsample``) and then run ``n`` blocks
+    at c2 (``blocks``): subclasses pass ``make_block``, which builds one. Not a YAML row itself (no ``yaml_args``).
+
+    (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
+    """
+
+    @classmethod
+    def stride(cls, kwargs: dict[str, Any]) -> int:
+        return 2
+
+    def __init__(self, c1: int, c2: int, n: int, expansion: float, make_block: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
+        self.blocks = nn.Sequential(*(make_block() for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
 
 
 def count_params(module: nn.Module) -> int:
@@ -260,6 +290,7 @@ __all__ = [
     "ConvBNAct",
     "ImageNorm",
     "InvertedResidual",
+    "MV2DownsampleStage",
     "MV2Stage",
     "SqueezeExcite",
     "count_params",
@@ -267,4 +298,5 @@ __all__ = [
     "fuse_modules",
     "make_divisible",
     "norm_preset",
+    "strided_blocks",
 ]

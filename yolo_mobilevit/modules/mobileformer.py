@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNAct
+from .attention import merge_heads, split_heads
+from .layers import ConvBNAct, strided_blocks
 from .rows import AT_LEAST_ONE, POSITIVE, Arg, YamlArgError, YamlModule
 
 BRIDGE_HEADS = 2  # Mobile->Former and Former->Mobile attention heads (official: 2)
@@ -45,18 +46,6 @@ def _init_linears(module: nn.Module, std: float = 0.01) -> None:
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, std)
             nn.init.zeros_(m.bias)
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, C) -> (B, heads, N, C/heads); head i holds channels [i*C/heads, (i+1)*C/heads)."""
-    B, N, C = x.shape
-    return x.reshape(B, N, heads, C // heads).transpose(1, 2)
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(B, heads, N, c) -> (B, N, heads*c)."""
-    B, H, N, c = x.shape
-    return x.transpose(1, 2).reshape(B, N, H * c)
 
 
 class ChannelShuffle(nn.Module):
@@ -121,9 +110,9 @@ class MobileToFormer(nn.Module):
         self.norm = nn.LayerNorm(token_dim)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        q = _split_heads(self.q(tokens), self.heads)  # (B, h, M, C/h)
-        kv = _split_heads(x.flatten(2).transpose(1, 2), self.heads)  # (B, h, HW, C/h)
-        gathered = _merge_heads(F.scaled_dot_product_attention(q, kv, kv))  # (B, M, C)
+        q = split_heads(self.q(tokens), self.heads)  # (B, h, M, C/h)
+        kv = split_heads(x.flatten(2).transpose(1, 2), self.heads)  # (B, h, HW, C/h)
+        gathered = merge_heads(F.scaled_dot_product_attention(q, kv, kv))  # (B, M, C)
         gathered = gathered * (2.0 * self.gate(tokens))
         return self.norm(tokens + self.proj(gathered))
 
@@ -148,9 +137,9 @@ class Former(nn.Module):
         self.norm2 = nn.LayerNorm(token_dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        q = _split_heads(self.q(tokens), self.heads)
-        kv = _split_heads(tokens, self.heads)
-        tokens = self.norm1(tokens + self.proj(_merge_heads(F.scaled_dot_product_attention(q, kv, kv))))
+        q = split_heads(self.q(tokens), self.heads)
+        kv = split_heads(tokens, self.heads)
+        tokens = self.norm1(tokens + self.proj(merge_heads(F.scaled_dot_product_attention(q, kv, kv))))
         return self.norm2(tokens + self.mlp(tokens))
 
 
@@ -171,10 +160,10 @@ class FormerToMobile(nn.Module):
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        q = _split_heads(x.flatten(2).transpose(1, 2), self.heads)  # (B, h, HW, C/h)
-        k = _split_heads(self.k(tokens), self.heads)  # (B, h, M, C/h)
-        v = _split_heads(self.v(tokens), self.heads)
-        y = _merge_heads(F.scaled_dot_product_attention(q, k, v))  # (B, HW, C)
+        q = split_heads(x.flatten(2).transpose(1, 2), self.heads)  # (B, h, HW, C/h)
+        k = split_heads(self.k(tokens), self.heads)  # (B, h, M, C/h)
+        v = split_heads(self.v(tokens), self.heads)
+        y = merge_heads(F.scaled_dot_product_attention(q, k, v))  # (B, HW, C)
         return x + y.transpose(1, 2).reshape(B, C, H, W)
 
 
@@ -275,8 +264,7 @@ def _check_token_dim(kwargs: dict[str, Any]) -> None:
     d = kwargs["token_dim"]
     if d % FORMER_HEADS or d % HYPER_REDUCTION:
         raise YamlArgError(
-            f"expects token_dim (after width scaling) to be a multiple of {max(FORMER_HEADS, HYPER_REDUCTION)}, "
-            f"got {d}"
+            f"expects token_dim (after width scaling) to be a multiple of {max(FORMER_HEADS, HYPER_REDUCTION)}, got {d}"
         )
 
 
@@ -372,10 +360,11 @@ class MobileFormerBlock(YamlModule):
     def __init__(self, c1: int, c2: int, n: int = 1, expansion: float = 6, token_dim: int = 192, groups: int = 1):
         super().__init__()
         self.token_dim = token_dim
-        self.blocks = nn.ModuleList(
-            BridgedBlock(MobileSubBlock(c, c2, expansion, token_dim, groups), c, c2, token_dim)
-            for c in [c1] + [c2] * (n - 1)
-        )
+
+        def make_block(c_in: int, c_out: int, stride: int) -> BridgedBlock:  # stride 1: MobileFormerDown downsamples
+            return BridgedBlock(MobileSubBlock(c_in, c_out, expansion, token_dim, groups), c_in, c_out, token_dim)
+
+        self.blocks = nn.ModuleList(strided_blocks(make_block, c1, c2, n))
 
     def forward(self, x: FeaturesAndTokens) -> FeaturesAndTokens:
         features, tokens = _unpack(x, type(self).__name__, self.token_dim)

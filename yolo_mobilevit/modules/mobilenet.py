@@ -14,12 +14,12 @@ weights; timm tags differ, see ``NORM_PRESETS``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .layers import ACTIVATIONS, ConvBNAct, InvertedResidual, SqueezeExcite, make_divisible
+from .layers import ACTIVATIONS, ConvBNAct, InvertedResidual, SqueezeExcite, make_divisible, strided_blocks
 from .rows import MOMENTUM, POSITIVE, REQUIRED, Arg, YamlModule
 
 #: torchvision's MobileNetV3 BatchNorm settings (its ``norm_layer`` partial).
@@ -55,7 +55,7 @@ class MobileNetV1Stage(YamlModule):
     def __init__(self, c1: int, c2: int, n: int = 1, stride: int = 1, act: str = "relu6") -> None:
         super().__init__()
         self.blocks = nn.Sequential(
-            *(DepthwiseSeparable(c1 if i == 0 else c2, c2, stride if i == 0 else 1, act) for i in range(n))
+            *strided_blocks(lambda i, o, s: DepthwiseSeparable(i, o, s, act), c1, c2, n, stride)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +105,11 @@ class MobileNetV3Stage(YamlModule):
         bn_momentum: float = V3_BN_MOMENTUM,
     ) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(
-            *(
-                mobilenet_v3_block(
-                    c1 if i == 0 else c2, c2, kernel, expanded, stride if i == 0 else 1, se, act, bn_eps, bn_momentum
-                )
-                for i in range(n)
-            )
-        )
+
+        def make_block(c_in: int, c_out: int, block_stride: int) -> InvertedResidual:
+            return mobilenet_v3_block(c_in, c_out, kernel, expanded, block_stride, se, act, bn_eps, bn_momentum)
+
+        self.blocks = nn.Sequential(*strided_blocks(make_block, c1, c2, n, stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..export import export_mode
-from .layers import ConvBNAct, InvertedResidual
-from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlArgError, YamlModule
+from .attention import merge_heads, split_heads
+from .layers import ConvBNAct, MV2DownsampleStage
+from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlArgError
 
 PATCH = 2  # every published MobileViT uses 2x2 patches
 
@@ -43,10 +44,9 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj_drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, N, 3d) -> 3 x (B, heads, N, d/heads), as views of at most 4 dimensions
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # 3 x (B, heads, N, d/heads)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
-        return self.proj_drop(self.proj(y.transpose(1, 2).flatten(2)))
+        return self.proj_drop(self.proj(merge_heads(y)))
 
 
 class TransformerLayer(nn.Module):
@@ -160,7 +160,7 @@ class MobileViTBlock(nn.Module):
         return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
 
 
-class MobileViTStage(YamlModule):
+class MobileViTStage(MV2DownsampleStage):
     """A MobileViT v1 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViT blocks (the paper: 1).
 
     YAML: ``[-1, 1, MobileViTStage, [c2, d, depth, expansion, heads, dropout]]``; ``d`` (transformer width)
@@ -175,10 +175,6 @@ class MobileViTStage(YamlModule):
         Arg("dropout", float, 0.0, bound=PROBABILITY),
     )
     repeats_doc: ClassVar = "MobileViT blocks after the stride-2 MV2 block"
-
-    @classmethod
-    def stride(cls, kwargs: dict[str, Any]) -> int:
-        return 2
 
     @classmethod
     def check_scaled(cls, c2: int, n: int, kwargs: dict[str, Any]) -> None:
@@ -198,9 +194,4 @@ class MobileViTStage(YamlModule):
         heads: int = 4,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
-        self.blocks = nn.Sequential(*(MobileViTBlock(c2, d, depth, heads, dropout) for _ in range(n)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        super().__init__(c1, c2, n, expansion, lambda: MobileViTBlock(c2, d, depth, heads, dropout))

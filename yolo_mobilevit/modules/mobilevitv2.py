@@ -17,15 +17,15 @@ layer5 ``MobileViTv2Stage`` P5 512a, d=256a, L=3     256,128 / 512,256 / 1024,51
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNAct, InvertedResidual
+from .layers import ConvBNAct, MV2DownsampleStage
 from .mobilevit import from_patches, on_patch_grid, to_patches
-from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlModule
+from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg
 
 
 class SeparableSelfAttention(nn.Module):
@@ -94,7 +94,7 @@ class MobileViTv2Block(nn.Module):
         return self.conv_proj(on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation))
 
 
-class MobileViTv2Stage(YamlModule):
+class MobileViTv2Stage(MV2DownsampleStage):
     """A MobileViTv2 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViTv2 blocks (published: 1).
 
     YAML: ``[-1, 1, MobileViTv2Stage, [c2, d, depth, expansion, dropout]]``; ``d`` (attention width, published:
@@ -110,19 +110,10 @@ class MobileViTv2Stage(YamlModule):
     )
     repeats_doc: ClassVar = "MobileViTv2 blocks after the stride-2 MV2 block"
 
-    @classmethod
-    def stride(cls, kwargs: dict[str, Any]) -> int:
-        return 2
-
     def __init__(
         self, c1: int, c2: int, n: int = 1, d: int = 128, depth: int = 2, expansion: float = 2, dropout: float = 0.0
     ) -> None:
-        super().__init__()
-        self.downsample = InvertedResidual(c1, c2, stride=2, expansion=expansion)
-        self.blocks = nn.Sequential(*(MobileViTv2Block(c2, d, depth, dropout) for _ in range(n)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        super().__init__(c1, c2, n, expansion, lambda: MobileViTv2Block(c2, d, depth, dropout))
 
 
 __all__ = [

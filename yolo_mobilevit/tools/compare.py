@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +39,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from .timing import measure_latency, ort_feed, ort_session
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Keys the compare options own; as KEY=VALUE train arguments they would silently fork the shared recipe.
 _OWN_KEYS = {
@@ -69,11 +70,17 @@ class CompareError(ValueError):
 # --------------------------------------------------------------------------------------------- shared helpers
 
 
-def default_data() -> str:
-    """coco128 from the offline datasets folder (``YOLO_MOBILEVIT_DATASETS``, else ``../shared/datasets`` beside the
-    repository), else Ultralytics' ``coco128.yaml`` (which Ultralytics downloads)."""
+def offline_dataset(name: str) -> Path:
+    """The folder of dataset ``name`` in the offline datasets folder: ``YOLO_MOBILEVIT_DATASETS``, else
+    ``../shared/datasets`` beside the repository (it may not exist)."""
     root = os.environ.get("YOLO_MOBILEVIT_DATASETS")
-    path = (Path(root) if root else REPO.parent / "shared" / "datasets") / "coco128" / "coco128.yaml"
+    return (Path(root) if root else REPO.parent / "shared" / "datasets") / name
+
+
+def default_data() -> str:
+    """coco128 from the offline datasets folder (:func:`offline_dataset`), else Ultralytics' ``coco128.yaml`` (which
+    Ultralytics downloads)."""
+    path = offline_dataset("coco128") / "coco128.yaml"
     return str(path) if path.is_file() else "coco128.yaml"
 
 
@@ -213,25 +220,16 @@ def _peak_rss(method: str) -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def time_and_peak_rss(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, float, str]:
-    """(median ms, peak resident set above the one before the runs in MB (1e6 bytes), how the peak was read)."""
+def time_and_peak_rss(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, float | None, str]:
+    """(median ms, peak resident set above the one before the runs in MB (1e6 bytes), how the peak was read).
+
+    The peak is None when it cannot be told apart from earlier peaks: ``ru_maxrss`` is the process' lifetime peak, so
+    a reading at or below the resident set before the runs says nothing about them. ``VmHWM`` is reset just before
+    the runs and never reads below what was resident then."""
     base, method = _reset_peak_rss()
-    ms = median_ms(fn, repeats, warmup)
-    return ms, max(_peak_rss(method) - base, 0) / 1e6, method
-
-
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int, sync: Callable[[], Any] = lambda: None) -> float:
-    """Median milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (``sync`` waits for a GPU)."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    ms = measure_latency(fn, warmup, repeats).median_ms
+    peak = _peak_rss(method) - base
+    return ms, (peak / 1e6 if method.startswith("VmHWM") or peak > 0 else None), method
 
 
 def default_threads() -> int:
@@ -298,7 +296,7 @@ def measure(
                     sync()
                     torch.cuda.reset_peak_memory_stats(gpu)
                     base = torch.cuda.memory_allocated(gpu)  # weights and input
-                    res[f"gpu_ms_b{b}"] = median_ms(run, repeats, warmup, sync=sync)
+                    res[f"gpu_ms_b{b}"] = measure_latency(run, warmup, repeats, sync=sync).median_ms
                     res[f"gpu_mem_mb_b{b}"] = (torch.cuda.max_memory_allocated(gpu) - base) / 1e6
                     del run
             del on_gpu
@@ -312,11 +310,8 @@ def measure(
             for b in batches:
                 yolo.model.pt_path = str(out_dir / f"{out_dir.name}_b{b}.pt")  # the Exporter writes beside this
                 path = yolo.export(format="onnx", imgsz=imgsz, batch=b, device="cpu", simplify=simplify)
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                run = partial(session.run, None, {session.get_inputs()[0].name: torch.rand(b, 3, imgsz, imgsz).numpy()})
+                session = ort_session(path, threads)
+                run = partial(session.run, None, ort_feed(session, torch.rand(b, 3, imgsz, imgsz)))
                 res[f"ort_ms_b{b}"], res[f"ort_rss_mb_b{b}"], _ = time_and_peak_rss(run, repeats, warmup)
                 del session, run
     finally:

@@ -12,6 +12,7 @@ import site
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from .._startup import ENV_SWITCH, PatchOnImport, autoload_enabled
 from ..versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
 
