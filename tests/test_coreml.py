@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import CFG
+from conftest import CFG, dataset_yaml
 from test_export import calibrate
 from ultralytics import YOLO
 from ultralytics.engine.exporter import Exporter
@@ -39,7 +39,7 @@ def patched_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
 def convert(tmp_path: Path, cfg: str, **kwargs: object) -> tuple[object, Counter]:
     """Export ``cfg`` (calibrated random weights) to CoreML; return its spec and the op types of its main program."""
     model = YOLO(str(CFG / cfg))
-    calibrate(model.model)
+    calibrate(model.model, dataset_yaml("coco8").parent / "images")
     pt = tmp_path / f"{Path(cfg).stem}.pt"
     model.save(pt)
     package = Path(YOLO(str(pt)).export(format="coreml", **kwargs))

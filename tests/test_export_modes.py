@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CFG
+from conftest import CFG, dataset_yaml
 from test_export import DYNAMIC_SIZES, calibrate, check, image, run_onnx, torch_output
 from ultralytics import YOLO
 from ultralytics.engine.exporter import Exporter
@@ -115,7 +115,7 @@ def backbone_prefixes(cfg: str) -> tuple[str, ...]:
 @pytest.fixture(scope="module")
 def flagship_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = YOLO(str(CFG / FLAGSHIP))
-    calibrate(model.model)
+    calibrate(model.model, dataset_yaml("coco8").parent / "images")
     path = tmp_path_factory.mktemp("flagship") / "flagship.pt"
     model.save(path)
     return path
