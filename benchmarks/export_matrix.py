@@ -34,6 +34,11 @@ SUFFIX = {
     "coreml": ".mlpackage",
     "tflite": ".tflite",
     "paddle": "_paddle_model",
+    "executorch": "_executorch_model",
+    "saved_model": "_saved_model",
+    "tfjs": "_web_model",
+    "imx": "_imx_model",
+    "rknn": "_rknn_model",
 }
 
 
@@ -66,7 +71,8 @@ def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
     seconds = time.perf_counter() - start
     out = exported_path(pt, fmt)
     if proc.returncode != 0 or not out.exists():
-        reason = next((ln for ln in reversed((proc.stdout + proc.stderr).splitlines()) if "rror" in ln), "no file")
+        lines = (proc.stdout + proc.stderr).splitlines()
+        reason = next((ln for ln in reversed(lines) if "rror" in ln and "_pytree" not in ln), "no file")
         return {"family": family, "format": fmt, "export": f"fails: {reason.strip()[:160]}"}
     x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
     expected = torch_output(YOLO(str(pt)).model.float().eval(), x)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..export import export_mode
 from .attention import merge_heads, split_heads
 from .layers import ConvBNAct, MV2DownsampleStage
 from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlArgError
@@ -67,9 +68,14 @@ class TransformerLayer(nn.Module):
 
 
 def needs_resize(h: int, w: int, patch: int = PATCH) -> bool:
-    """Whether a map must be resized to a multiple of the patch (always true while tracing for export,
-    so that one exported graph serves every input size)."""
-    return bool(h % patch or w % patch) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """Whether a map must be resized to a multiple of the patch. While tracing, also for even maps unless the export
+    is fixed-size (:func:`yolo_mobilevit.export.export_mode`), so that one dynamic graph serves every input size."""
+    if h % patch or w % patch:
+        return True
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        mode = export_mode()
+        return mode is None or not mode.static
+    return False
 
 
 def on_patch_grid(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -83,18 +89,36 @@ def on_patch_grid(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -
     return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
 
 
+def _four_d_patches() -> bool:
+    mode = export_mode()
+    return mode is not None and mode.four_d_patches
+
+
 def to_patches(x: torch.Tensor, patch: int = PATCH) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, d, H, W) -> ((B, d, p*p, H/p * W/p), (H/p, W/p)): axis 2 is the offset inside a patch (row-major), axis 3
     the patch; and the patch grid for :func:`from_patches`.
 
-    One ``pixel_unshuffle`` and views, never more than 4 dimensions and no arithmetic on sizes: fast, and
-    exportable to runtimes limited to 4-D tensors (NCNN) or to constant shapes (CoreML)."""
+    One ``pixel_unshuffle`` and views, never more than 4 dimensions: fast, and exportable to runtimes limited to 4-D
+    tensors (NCNN). Targets without ``pixel_unshuffle`` (CoreML's iOS15 opset) get the same result from reshapes and
+    two transposes, still at most 4-D (chosen by the export mode: slower in eager PyTorch)."""
+    if _four_d_patches():
+        B, d, H, W = x.shape
+        h, w = H // patch, W // patch
+        y = x.reshape(B * d * h, patch, w, patch).transpose(2, 3)  # (B*d*h, i, j, w)
+        y = y.reshape(B * d, h, patch * patch, w).transpose(1, 2)  # (B*d, i*p + j, h, w)
+        return y.reshape(B, d, patch * patch, h * w), (h, w)
     y = F.pixel_unshuffle(x, patch)  # (B, d*p*p, H/p, W/p); channel c*p*p + i*p + j holds x[c, p*h + i, p*w + j]
     return y.flatten(2).unflatten(1, (-1, patch * patch)), (y.shape[2], y.shape[3])
 
 
 def from_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
     """Inverse of :func:`to_patches`: (B, d, p*p, N) -> (B, d, H, W)."""
+    if _four_d_patches():
+        B, d = x.shape[:2]
+        h, w = grid
+        y = x.reshape(B * d, patch * patch, h, w).transpose(1, 2)  # (B*d, h, i*p + j, w)
+        y = y.reshape(B * d * h, patch, patch, w).transpose(2, 3)  # (B*d*h, i, w, j)
+        return y.reshape(B, d, h * patch, w * patch)
     return F.pixel_shuffle(x.flatten(1, 2).unflatten(2, grid), patch)
 
 

@@ -1,0 +1,187 @@
+"""Export-time knowledge the modules cannot see while they are traced, and the Ultralytics exporter wrappers that
+supply it.
+
+A traced graph records every size the forward pass reads as a graph op, so a module cannot tell from its input
+whether the export will be fixed-size (``dynamic=False``) or must serve every size. :func:`make_exporter_call` wraps
+``Exporter.__call__`` and states it in an :class:`ExportMode` for the duration of the export; the MobileViT blocks
+read it with :func:`export_mode` (``None`` outside an Ultralytics export: the graph then stays valid for every size,
+as before). The INT8 wrappers give the hybrid transformers the quantization settings they need (see
+:func:`transformer_ignored_ops`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+COREML_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage"})
+
+
+@dataclass(frozen=True)
+class ExportMode:
+    """What the running export needs from the traced graph.
+
+    static: the input size is fixed in the exported graph, so sizes may be baked in (no resize for even maps, no
+        shape arithmetic).
+    four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle`` (CoreML's iOS15 opset), so patches are
+        cut with reshapes and transposes of at most 4 dimensions instead.
+    transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so INT8 keeps LayerNorm, softmax and
+        the residual adds in float (:func:`make_onnx_int8_quantize`, :func:`make_torch2openvino`).
+    """
+
+    static: bool = False
+    four_d_patches: bool = False
+    transformer: bool = False
+
+
+_MODE: ContextVar[ExportMode | None] = ContextVar("yolo_mobilevit_export_mode", default=None)
+
+
+def export_mode() -> ExportMode | None:
+    """The :class:`ExportMode` of the export running in this context, or ``None`` outside one."""
+    return _MODE.get()
+
+
+@contextlib.contextmanager
+def exporting(mode: ExportMode) -> Iterator[ExportMode]:
+    """Trace under ``mode`` (nested uses restore the outer mode on exit)."""
+    token = _MODE.set(mode)
+    try:
+        yield mode
+    finally:
+        _MODE.reset(token)
+
+
+def has_attention(model: Any) -> bool:
+    """Whether ``model`` (an ``nn.Module``) holds one of the plugin's transformer blocks."""
+    from .modules.mobileformer import Former
+    from .modules.mobilevit import MobileViTBlock
+    from .modules.mobilevitv2 import MobileViTv2Block
+
+    return any(isinstance(m, (MobileViTBlock, MobileViTv2Block, Former)) for m in model.modules())
+
+
+def mode_for(fmt: str, dynamic: bool, transformer: bool = False) -> ExportMode:
+    """The :class:`ExportMode` for an Ultralytics ``format=`` and ``dynamic=`` pair."""
+    return ExportMode(static=not dynamic, four_d_patches=str(fmt).lower() in COREML_FORMATS, transformer=transformer)
+
+
+def make_exporter_call(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``ultralytics.engine.exporter.Exporter.__call__(self, model=None)``: the export runs under the
+    :class:`ExportMode` of its ``format`` and ``dynamic`` arguments and of the model."""
+
+    def __call__(self: Any, model: Any = None, *args: Any, **kwargs: Any) -> Any:
+        transformer = model is not None and has_attention(model)
+        with exporting(mode_for(self.args.format, bool(self.args.dynamic), transformer)):
+            return original(self, model, *args, **kwargs)
+
+    return __call__
+
+
+# --- INT8 -------------------------------------------------------------------------------------------------------
+
+ONNX_QUANTIZED_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+
+
+def onnx_float_nodes(graph: Any) -> list[str]:
+    """Names of the nodes an INT8 ONNX graph of a hybrid transformer keeps in float: every node that is not a
+    weighted Conv/Gemm/MatMul (LayerNorm, softmax, residual adds, activations), the activation-by-activation MatMuls
+    of attention (q @ k, scores @ v: both operands have wide, input-dependent ranges), and the detection head (one
+    INT8 scale cannot span box pixels and class probabilities)."""
+    weights = {t.name for t in graph.initializer}
+    weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    layer = [int(n.name.split("/")[1].split(".")[1]) for n in graph.node if n.name.startswith("/model.")]
+    head = f"/model.{max(layer)}/" if layer else None
+    keep = []
+    for n in graph.node:
+        weighted = n.op_type in ONNX_QUANTIZED_OPS and any(i in weights for i in n.input[1:2])
+        if not weighted or (head and n.name.startswith(head)):
+            keep.append(n.name)
+    return keep
+
+
+def make_onnx_int8_quantize(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``ultralytics.utils.export.onnx.onnx_int8_quantize`` (``format=onnx int8=True``): for models with
+    attention, ONNX Runtime static quantization with per-channel weights and :func:`onnx_float_nodes` in float;
+    other models get Ultralytics' settings unchanged."""
+
+    def onnx_int8_quantize(
+        onnx_file: Any, output_file: Any, dataset: Any, transform_fn: Any, input_name: str = "images", prefix: str = ""
+    ) -> str:
+        mode = export_mode()
+        if mode is None or not mode.transformer:
+            return original(onnx_file, output_file, dataset, transform_fn, input_name=input_name, prefix=prefix)
+        import onnx
+        from onnxruntime.quantization import QuantFormat, quantize_static
+        from ultralytics.utils import LOGGER
+        from ultralytics.utils.export.onnx import onnx_calibration_reader
+
+        keep = onnx_float_nodes(onnx.load(str(onnx_file)).graph)
+        LOGGER.info(f"{prefix} quantizing INT8 with ONNX Runtime (transformer-aware: per-channel weights, attention, "
+                    f"normalization and head in float: {len(keep)} nodes)...")  # fmt: skip
+        quantize_static(
+            str(onnx_file),
+            str(output_file),
+            onnx_calibration_reader(dataset, transform_fn, input_name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            nodes_to_exclude=keep,
+        )
+        return str(output_file)
+
+    return onnx_int8_quantize
+
+
+def openvino_head_scope(ov_model: Any) -> list[str]:
+    """Friendly names of the detection head's ops in a converted OpenVINO model (the last ``model.N`` scope)."""
+    names = [op.get_friendly_name() for op in ov_model.get_ordered_ops()]
+    layers = [int(n.split("model.")[1].split("/")[0].split(".")[0]) for n in names if "__module.model." in n]
+    if not layers:
+        return []
+    head = f"__module.model.{max(layers)}"
+    return [n for n in names if n.startswith((f"{head}/", f"{head}."))]
+
+
+def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``ultralytics.utils.export.openvino.torch2openvino`` (``format=openvino int8=True``): models with attention
+    are converted in float, then quantized by NNCF as a transformer (``ModelType.TRANSFORMER``: only weighted
+    MatMul/Conv inputs quantized, LayerNorm, softmax and residual adds left in float, SmoothQuant on the MatMuls;
+    per-channel weights), head in float as Ultralytics keeps it. Other models go through Ultralytics unchanged."""
+
+    def torch2openvino(
+        model: Any,
+        im: Any,
+        output_dir: Any = None,
+        dynamic: bool = False,
+        quantize: Any = None,
+        calibration_dataset: Any = None,
+        int8_detect: bool = False,
+        prefix: str = "",
+    ) -> Any:
+        if quantize != 8 or calibration_dataset is None or not has_attention(model):
+            return original(model, im, output_dir, dynamic, quantize, calibration_dataset, int8_detect, prefix)
+        import nncf
+        import openvino as ov
+        from ultralytics.utils import LOGGER
+
+        ov_model = original(model, im, None, dynamic, None, None, False, prefix)
+        head = openvino_head_scope(ov_model) if int8_detect else []
+        LOGGER.info(f"{prefix} quantizing INT8 with NNCF as a transformer ({len(head)} head ops in float)...")
+        ov_model = nncf.quantize(
+            model=ov_model,
+            calibration_dataset=calibration_dataset,
+            preset=nncf.QuantizationPreset.MIXED,
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=calibration_dataset.get_length() or 300,
+            ignored_scope=nncf.IgnoredScope(names=head, validate=False) if head else None,
+        )
+        if output_dir is not None:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            ov.save_model(ov_model, Path(output_dir) / "model.xml", compress_to_fp16=False)
+        return ov_model
+
+    return torch2openvino
