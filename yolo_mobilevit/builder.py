@@ -25,9 +25,9 @@ from typing import Any
 from torch import nn
 
 from .checkpoints import stamp
+from .errors import YamlRowError
 from .featuremap import record
 from .modules import YAML_MODULES, YamlModule, fuse_modules
-from .errors import YamlRowError
 from .modules.rows import YamlArgError
 
 
@@ -119,7 +119,7 @@ class _Flow:
     def check(self, i: int, label: str, row: list, sources: list[int], cls: type[YamlModule] | None, kwargs: dict):
         fed_tokens = [j for j in sources if j in self.token_dim]
         name = cls.__name__ if cls else row[2]
-        if cls is not None and cls.takes_tokens and "token_dim" in kwargs:
+        if cls is not None and cls.takes_tokens and kwargs.get("token_dim"):
             if not fed_tokens:
                 raise YamlRowError(
                     f"{label} {row!r}: {name} takes (map, tokens) from the row before it, but layer {sources[0]} "
@@ -133,7 +133,7 @@ class _Flow:
                     f"but layer {fed_tokens[0]} hands on tokens of width {theirs}. Write the same token_dim in every "
                     "Mobile-Former row."
                 )
-        elif fed_tokens and not (cls is not None and cls.takes_tokens):
+        elif fed_tokens and not (cls is not None and cls.takes_tokens and kwargs.get("token_dim", 1)):
             raise YamlRowError(
                 f"{label} {row!r}: {name} reads layer {fed_tokens[0]}, which hands on Mobile-Former's (map, tokens) "
                 f"pair. Read the map through a tap row, e.g. [{fed_tokens[0]}, 1, MobileFormerTap, []], and point "
@@ -153,7 +153,9 @@ def _sources(f: Any, i: int, label: str, row: list) -> list[int]:
         k = i + j if j < 0 else j
         if (j < 0 and k < -1) or (j < 0 and k == -1 and i > 0) or k >= i:
             where = "the image (-1 on the first row)" if i == 0 else f"layers 0 to {i - 1} (or -1 to -{i})"
-            raise YamlRowError(f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}")
+            raise YamlRowError(
+                f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}"
+            )
         out.append(k)
     return out
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..modules import ConvBNAct
 from ..modules.mobileformer import MobileFormerBlock, MobileFormerDown, MobileFormerLite, MobileFormerTokens
-from .registry import ConversionError, SourceFormat, StateDict, plugin_rows, register_format
+from .registry import ConversionError, HeadSource, SourceFormat, StateDict, plugin_rows, register_format
 
 #: our ConvBNAct / bridge / sub-block names -> the official ones (prefix renames, applied to the first match)
 _CONV_BN = {"conv.": "0.", "bn.": "1."}
@@ -35,6 +35,11 @@ _BRIDGES = {
     "former.norm2.": "global_block.ffn_norm.",
     "former_to_mobile.k.": "global_local.k.",
     "former_to_mobile.v.": "global_local.proj.",
+}
+_BRIDGES_M2F = {
+    k.removeprefix("mobile_to_former."): v.removeprefix("local_global.")
+    for k, v in _BRIDGES.items()
+    if k.startswith("mobile_to_former.")
 }
 _STRIDE1 = {"expand": "conv1", "act1": "hyper1", "depthwise": "conv2", "act2": "hyper2", "project": "conv3"}
 _STRIDE2 = {"dw1": "conv1", "act1": "hyper1", "pw1": "conv2", "dw2": "conv3", "act2": "hyper3", "pw2": "conv4"}
@@ -118,8 +123,28 @@ def map_mobileformer(source: StateDict, model: nn.Module) -> StateDict:
             if key.startswith(prefix):
                 local = block_key(key[len(prefix) :], stride)
                 take(key, None if local is None else f"features.{f}.{local}")
+    _map_head_extras(source, model, take)
     return out
 
+
+def _map_head_extras(source: StateDict, model: nn.Module, take) -> None:
+    """The parts of the official classifier a plain ``Classifier`` lacks: the last Mobile->Former bridge and the
+    BatchNorm1d after the hidden Linear (conv, hidden and last Linear go through :data:`HEAD`)."""
+    from .core import classifier_row
+
+    row = classifier_row(model)
+    if row is None or not row[1].token_dim:
+        return
+    i, head = row
+    for local in head.state_dict():
+        if local.startswith("bridge."):
+            take(f"model.{i}.{local}", f"local_global.{_rename(local.removeprefix('bridge.'), _BRIDGES_M2F)}")
+        elif local.startswith("hidden_bn."):
+            take(f"model.{i}.{local}", f"classifier.fc.1.{local.removeprefix('hidden_bn.')}")
+
+
+#: the official classifier: 1x1 conv + BN on P5, hidden Linear (its BatchNorm1d and the bridge: _map_head_extras)
+HEAD = HeadSource("classifier.classifier.1", "classifier.conv.1", "classifier.conv.2", "classifier.fc.0")
 
 #: official checkpoint names, the paper's widths (all share one layout; the width is told by the shapes)
 WIDTHS: tuple[str, ...] = ("26m", "52m", "96m", "151m", "214m", "294m", "508m")
@@ -132,5 +157,6 @@ register_format(
         map_mobileformer,
         None,
         ("local_global.", "classifier."),
+        HEAD,
     )
 )

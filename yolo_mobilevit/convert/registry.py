@@ -114,4 +114,3 @@ def map_by_name(
             if key is not None and key in source:
                 out[f"model.{i}.{local}"] = source[key]
     return out
-
