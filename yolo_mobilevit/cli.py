@@ -12,9 +12,7 @@ def _cmd_modules(args: argparse.Namespace) -> int:
     for name, cls in sorted(YAML_MODULES.items()):
         print(f"{name:<20} {cls.signature():<55} repeats: {cls.repeats_rule()} ({cls.repeats_doc})")
         c2 = [] if cls.passthrough else [f"c2: int > 0 (x width, multiple of {cls.channel_divisor})"]
-        args = [
-            a.describe() + (f" (x width, multiple of {cls.channel_divisor})" if a.scaled else "") for a in cls.yaml_args
-        ]
+        args = [a.describe() + (f" (x width, multiple of {cls.channel_divisor})" if a.scaled else "") for a in cls.yaml_args]
         if c2 or args:
             print(f"{'':<20} " + "; ".join(c2 + args))
     return 0

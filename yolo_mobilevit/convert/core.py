@@ -12,16 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import (
-    ConversionError,
-    Derived,
-    HeadSource,
-    SourceFormat,
-    StateDict,
-    formats,
-    plugin_rows,
-    rescale_bn_weight,
-)
+from .registry import ConversionError, Derived, HeadSource, SourceFormat, StateDict, formats, plugin_rows, rescale_bn_weight
 
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "state_dict_model")
 _LIST_LIMIT = 12  # tensors named per problem in an error message

@@ -114,3 +114,4 @@ def map_by_name(
             if key is not None and key in source:
                 out[f"model.{i}.{local}"] = source[key]
     return out
+

@@ -275,7 +275,8 @@ def _check_token_dim(kwargs: dict[str, Any]) -> None:
     d = kwargs["token_dim"]
     if d % FORMER_HEADS or d % HYPER_REDUCTION:
         raise YamlArgError(
-            f"expects token_dim (after width scaling) to be a multiple of {max(FORMER_HEADS, HYPER_REDUCTION)}, got {d}"
+            f"expects token_dim (after width scaling) to be a multiple of {max(FORMER_HEADS, HYPER_REDUCTION)}, "
+            f"got {d}"
         )
 
 
