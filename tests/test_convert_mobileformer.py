@@ -185,3 +185,17 @@ def test_classifier_token_dim_needs_tokens(tmp_path):
     cfg.write_text(bad)
     with pytest.raises(YamlRowError, match=r"Classifier takes \(map, tokens\) from the row before it"):
         build_model(cfg)
+
+
+def test_classifier_without_token_dim_refuses_tokens(tmp_path):
+    from yolo_mobilevit.errors import YamlRowError
+
+    text = (ROOT / "cfg" / "yolov8-mobileformer-151m-cls.yaml").read_text()
+    bad = text.replace("0.2, True, 1.0e-5, 0.1, 192]]", "0.2]]")
+    assert bad != text
+    cfg = tmp_path / "bad-cls.yaml"
+    cfg.write_text(bad)
+    with pytest.raises(
+        YamlRowError, match=r"Classifier reads layer 11, which hands on Mobile-Former's \(map, tokens\)"
+    ):
+        build_model(cfg)
