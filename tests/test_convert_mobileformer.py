@@ -217,3 +217,14 @@ def test_default_weights_come_from_the_mirror(tmp_path, monkeypatch):
     assert pretrained.load_default_weights(model, network=False) == sum(_is_backbone(k) for k in source)
     assert torch.equal(model.model[2].tokens.detach(), source["tokens.weight"])
     assert (tmp_path / "cache" / "mobileformer" / "mobile_former_26m.pth").is_file()
+
+
+def test_classifier_pickled_before_token_dim_still_runs():
+    """A Classifier unpickled from an older checkpoint lacks the token_dim attribute: it runs as a map-only head."""
+    from yolo_mobilevit.modules import Classifier
+
+    head = Classifier(16, 32, nc=5, mlp=24, act="hardswish").eval()
+    del head.__dict__["token_dim"]
+    with torch.no_grad():
+        probs, logits = head(torch.randn(2, 16, 4, 4))
+    assert logits.shape == (2, 5)

@@ -133,7 +133,7 @@ def _map_head_extras(source: StateDict, model: nn.Module, take) -> None:
     from .core import classifier_row
 
     row = classifier_row(model)
-    if row is None or not row[1].token_dim:
+    if row is None or not getattr(row[1], "token_dim", 0):
         return
     i, head = row
     for local in head.state_dict():

@@ -87,17 +87,18 @@ class Classifier(YamlModule):
     def features(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """(B, c1, H, W) (or (map, tokens (B, M, d)) with ``token_dim``) -> pooled features (B, mlp or c2), before
         dropout and the last Linear."""
-        if self.token_dim:
+        token_dim = getattr(self, "token_dim", 0)  # Classifiers pickled before token_dim existed have none
+        if token_dim:
             x, tokens = x
             token0 = self.bridge(x, tokens)[:, 0]  # (B, d)
         if self.conv is not None:
             x = self.conv(x)
         x = self.pool(x).flatten(1)
-        if self.token_dim:
+        if token_dim:
             x = torch.cat((x, token0), 1)
         if self.hidden is not None:
             x = self.hidden(x)
-            x = self.hidden_act(self.hidden_bn(x) if self.token_dim else x)
+            x = self.hidden_act(self.hidden_bn(x) if token_dim else x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
