@@ -226,5 +226,5 @@ def test_classifier_pickled_before_token_dim_still_runs():
     head = Classifier(16, 32, nc=5, mlp=24, act="hardswish").eval()
     del head.__dict__["token_dim"]
     with torch.no_grad():
-        probs, logits = head(torch.randn(2, 16, 4, 4))
+        _probs, logits = head(torch.randn(2, 16, 4, 4))
     assert logits.shape == (2, 5)
