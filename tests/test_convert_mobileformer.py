@@ -228,3 +228,14 @@ def test_classifier_pickled_before_token_dim_still_runs():
     with torch.no_grad():
         _probs, logits = head(torch.randn(2, 16, 4, 4))
     assert logits.shape == (2, 5)
+
+
+def test_mobileformer_head_trains_on_a_batch_of_one():
+    """A last training batch of one sample: the head's BatchNorm1d uses its running statistics instead of failing."""
+    from yolo_mobilevit.modules import Classifier
+
+    head = Classifier(16, 32, nc=5, mlp=24, act="hardswish", token_dim=8).train()
+    logits = head((torch.randn(1, 16, 4, 4), torch.randn(1, 3, 8)))
+    logits.sum().backward()
+    assert logits.shape == (1, 5) and head.hidden.weight.grad is not None
+    assert head((torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8))).shape == (2, 5)

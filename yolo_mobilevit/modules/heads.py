@@ -98,8 +98,16 @@ class Classifier(YamlModule):
             x = torch.cat((x, token0), 1)
         if self.hidden is not None:
             x = self.hidden(x)
-            x = self.hidden_act(self.hidden_bn(x) if token_dim else x)
+            x = self.hidden_act(self._hidden_norm(x) if token_dim else x)
         return x
+
+    def _hidden_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The Mobile-Former head's BatchNorm1d; a training batch of one sample (a dataset's last batch) has no batch
+        statistics, so it is normalised with the running ones instead of failing."""
+        bn = self.hidden_bn
+        if bn.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return bn(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.fc(self.drop(self.features(x)))  # (B, nc)
