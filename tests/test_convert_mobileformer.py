@@ -239,3 +239,11 @@ def test_mobileformer_head_trains_on_a_batch_of_one():
     logits.sum().backward()
     assert logits.shape == (1, 5) and head.hidden.weight.grad is not None
     assert head((torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8))).shape == (2, 5)
+
+
+def test_no_head_leaves_the_whole_classifier_initialized():
+    source = official_state_dict("151m")
+    model = build_model(ROOT / "cfg" / "yolov8-mobileformer-151m-cls.yaml")
+    mapped, report = map_weights(source, model, detect_format(source), head=False)
+    assert not [k for k in mapped if k.startswith("model.12.")]
+    assert sorted(report.unused_source) == sorted(k for k in source if not _is_backbone(k))
