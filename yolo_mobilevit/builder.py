@@ -120,7 +120,7 @@ class _Flow:
     def check(self, i: int, label: str, row: list, sources: list[int], cls: type[YamlModule] | None, kwargs: dict):
         fed_tokens = [j for j in sources if j in self.token_dim]
         name = cls.__name__ if cls else row[2]
-        if cls is not None and cls.takes_tokens and "token_dim" in kwargs:
+        if cls is not None and cls.takes_tokens and kwargs.get("token_dim"):
             if not fed_tokens:
                 raise YamlRowError(
                     f"{label} {row!r}: {name} takes (map, tokens) from the row before it, but layer {sources[0]} "
@@ -134,7 +134,7 @@ class _Flow:
                     f"but layer {fed_tokens[0]} hands on tokens of width {theirs}. Write the same token_dim in every "
                     "Mobile-Former row."
                 )
-        elif fed_tokens and not (cls is not None and cls.takes_tokens):
+        elif fed_tokens and not (cls is not None and cls.takes_tokens and kwargs.get("token_dim", 1)):
             raise YamlRowError(
                 f"{label} {row!r}: {name} reads layer {fed_tokens[0]}, which hands on Mobile-Former's (map, tokens) "
                 f"pair. Read the map through a tap row, e.g. [{fed_tokens[0]}, 1, MobileFormerTap, []], and point "

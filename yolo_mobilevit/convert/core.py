@@ -229,6 +229,8 @@ def map_weights(
     source_key = {id(v): k for k, v in source.items()}
     mapped, origins = {}, {}
     items = dict(fmt.map_state_dict(source, model))
+    if not head and (row := classifier_row(model)) is not None:  # a format may map head parts itself (Mobile-Former)
+        items = {k: v for k, v in items.items() if not k.startswith(f"model.{row[0]}.")}
     head_keys: list[str] = []
     if head and classifier_row(model) is not None:
         if fmt.head is None:

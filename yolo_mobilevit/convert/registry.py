@@ -13,7 +13,7 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 
 #: Family converter modules (``yolo_mobilevit.convert.<name>``), imported on first use of the registry.
-FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet")
+FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet", "mobileformer")
 
 
 class Derived(NamedTuple):

@@ -3,6 +3,8 @@
 Ultralytics' own ``Classify`` head always adds a 1x1 conv to 1280 channels; the MobileViT / MobileNet heads differ
 (MobileViT: 1x1 conv to 320/384/640, pool, linear; MobileNetV2: 1x1 conv to 1280, pool, dropout, linear;
 MobileNetV3: 1x1 conv to 960/576, pool, linear to 1280, h-swish, dropout, linear; MobileViTv2: pool, linear).
+Mobile-Former's official head (``token_dim`` > 0) also reads the tokens: a last Mobile->Former bridge on P5, then
+1x1 conv + BN + ReLU, pool, concatenate token 0, Linear + BatchNorm1d + act, dropout, Linear.
 The row is named ``Classifier`` so that Ultralytics' ``guess_model_task`` infers ``classify`` from the YAML.
 """
 
@@ -41,9 +43,11 @@ class Classifier(YamlModule):
         Arg("conv", bool, True),
         Arg("bn_eps", float, 1e-5, bound=POSITIVE),
         Arg("bn_momentum", float, 0.1, bound=MOMENTUM),
+        Arg("token_dim", int, 0, bound=NON_NEGATIVE, scaled=True),
     )
     max_repeats: ClassVar = 1
     repeats_doc: ClassVar = "one head"
+    takes_tokens: ClassVar = True  # with token_dim > 0 only (the builder refuses tokens otherwise)
     export: bool = False
 
     def __init__(
@@ -58,26 +62,52 @@ class Classifier(YamlModule):
         conv: bool = True,
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
+        token_dim: int = 0,
     ) -> None:
         super().__init__()
+        if token_dim and not (conv and mlp):
+            raise ValueError("a Mobile-Former head (token_dim > 0) needs the final conv and the hidden Linear (mlp)")
         if not conv and c1 != c2:
             raise ValueError(f"without a final conv the features are the input's {c1} channels, but c2 is {c2}")
         bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
-        self.conv = ConvBNAct(c1, c2, kernel=1, act=act, **bn) if conv else None
+        self.token_dim = token_dim
+        if token_dim:  # the official Mobile-Former head: ReLU after the conv's BN, BatchNorm1d after the hidden Linear
+            from .mobileformer import MobileToFormer, _init_linears
+
+            self.bridge = MobileToFormer(c1, token_dim)
+            _init_linears(self.bridge)
+            self.hidden_bn = nn.BatchNorm1d(mlp, eps=bn_eps, momentum=bn_momentum)
+        self.conv = ConvBNAct(c1, c2, kernel=1, act="relu" if token_dim else act, **bn) if conv else None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.hidden = nn.Linear(c2, mlp) if mlp else None  # attribute names are state-dict keys: kept
+        self.hidden = nn.Linear(c2 + token_dim, mlp) if mlp else None  # attribute names are state-dict keys: kept
         self.hidden_act = make_activation(act) if mlp else nn.Identity()
         self.drop = nn.Dropout(dropout, inplace=True)
         self.fc = nn.Linear(mlp or c2, nc)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, c1, H, W) -> pooled features (B, mlp or c2), before dropout and the last Linear."""
+    def features(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(B, c1, H, W) (or (map, tokens (B, M, d)) with ``token_dim``) -> pooled features (B, mlp or c2), before
+        dropout and the last Linear."""
+        token_dim = getattr(self, "token_dim", 0)  # Classifiers pickled before token_dim existed have none
+        if token_dim:
+            x, tokens = x
+            token0 = self.bridge(x, tokens)[:, 0]  # (B, d)
         if self.conv is not None:
             x = self.conv(x)
         x = self.pool(x).flatten(1)
+        if token_dim:
+            x = torch.cat((x, token0), 1)
         if self.hidden is not None:
-            x = self.hidden_act(self.hidden(x))
+            x = self.hidden(x)
+            x = self.hidden_act(self._hidden_norm(x) if token_dim else x)
         return x
+
+    def _hidden_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The Mobile-Former head's BatchNorm1d; a training batch of one sample (a dataset's last batch) has no batch
+        statistics, so it is normalised with the running ones instead of failing."""
+        bn = self.hidden_bn
+        if bn.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return bn(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.fc(self.drop(self.features(x)))  # (B, nc)
