@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrained_cli import ROWS
 
 from yolo_mobilevit.convert import ConversionError, map_weights
 from yolo_mobilevit.convert.core import build_model, detect_format
 from yolo_mobilevit.convert.mobileformer import WIDTHS
-from yolo_mobilevit.integration import _resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT.parent / "shared" / "reference" / "mobileformer-official-keys.txt"
@@ -107,11 +105,6 @@ def test_missing_tensor_is_refused():
 
 @pytest.mark.parametrize("wrapper", ["bare", "state_dict", "model", "module."])
 def test_round_trip_through_pretrained_file(tmp_path, monkeypatch, wrapper):
-    for row in ROWS:  # the pretrained-weights patches, as the integration table applies them
-        owner, name = row.attribute.split(".") if "." in row.attribute else (None, row.attribute)
-        module = __import__(row.module, fromlist=["_"])
-        target = getattr(module, owner) if owner else module
-        monkeypatch.setattr(target, name, _resolve(row.factory)(getattr(target, name)))
     from ultralytics import YOLO
 
     source = official_state_dict("52m", seed=1)

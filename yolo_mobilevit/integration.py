@@ -39,6 +39,8 @@ class Patch:
 
 _TASKS, _CFG = "ultralytics.nn.tasks", "ultralytics.cfg"
 _TRAINER, _DETECT_TRAINER = "ultralytics.engine.trainer", "ultralytics.models.yolo.detect.train"
+_EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO = (
+    "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino")  # fmt: skip
 
 #: Every patch the plugin makes, in the order they are applied within a module.
 PATCHES: tuple[Patch, ...] = (
@@ -49,7 +51,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(_TASKS, "BaseModel.fuse", "yolo_mobilevit.builder:make_fuse",
           "fold the plugin's conv+BN pairs too (Ultralytics folds only its own conv classes)"),
     Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.checkpoints:make_load",
-          "refuse pretrained backbones from another config instead of skipping their tensors silently"),
+          "refuse pretrained backbones from another config; adapt RGB stems to 1-channel configs"),
     Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.checkpoints:make_torch_safe_load",
           "name the plugin version a checkpoint needs before unpickling; clear errors for damaged files"),
     Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.pretrained:make_load",
@@ -66,6 +68,14 @@ PATCHES: tuple[Patch, ...] = (
           "pretrained=True (the default) on a plugin YAML: load the ImageNet backbone its backbone_weights names"),
     Patch(_TRAINER, "BaseTrainer.build_optimizer", "yolo_mobilevit.finetune:make_build_optimizer",
           "backbone_lr: scale the learning rate of the plugin backbone's parameter groups"),
+    Patch(_TRAINER, "BaseTrainer.save_model", "yolo_mobilevit.checkpoints:make_save_model",
+          "record a SHA-256 of the weights in plugin checkpoints; torch_safe_load verifies it on load"),
+    Patch(_EXPORTER, "Exporter.__call__", "yolo_mobilevit.export:make_exporter_call",
+          "trace MobileViT blocks for the export asked for: fixed-size without Resize, CoreML iOS15-safe ops"),
+    Patch(_EXPORT_ONNX, "onnx_int8_quantize", "yolo_mobilevit.export:make_onnx_int8_quantize",
+          "transformer-aware ONNX Runtime INT8: per-channel weights; attention, normalization and head in float"),
+    Patch(_EXPORT_OPENVINO, "torch2openvino", "yolo_mobilevit.export:make_torch2openvino",
+          "NNCF ModelType.TRANSFORMER INT8 for models with attention, head in float"),
 )  # fmt: skip
 
 #: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
@@ -96,8 +106,11 @@ def _owner(module: object, attribute: str) -> tuple[object, str]:
 
 def apply(patch: Patch) -> bool:
     """Replace ``patch.attribute`` of the imported ``patch.module`` once (idempotent). Returns whether it changed."""
-    owner, name = _owner(sys.modules[patch.module], patch.attribute)
-    original = inspect_static(owner, name)
+    try:
+        owner, name = _owner(sys.modules[patch.module], patch.attribute)
+        original = inspect_static(owner, name)
+    except AttributeError:  # not in this Ultralytics release (the feature it serves is absent too)
+        return False
     if patch.factory in _factories(original):
         return False
     wrapper = _resolve(patch.factory)(original)
@@ -258,7 +271,10 @@ def register() -> None:
     """Import every patched Ultralytics module now and patch it (the start-up hook does so as each is imported;
     modules imported before the plugin are patched here). Idempotent."""
     for name in sorted(WATCHED, key=lambda m: m != _TASKS):  # the model builder first: it imports ultralytics
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:  # a module older 8.4 releases do not have (the export helpers): nothing to patch
+            continue
         on_import(name)
 
 
