@@ -9,6 +9,8 @@ from pathlib import Path
 import timm
 import torch
 from conftest import CFG
+from helpers import randomize_norms
+from helpers import relative_error as rel_err  # noqa: F401
 from torch import nn
 
 #: timm name -> plugin config carrying the same backbone
@@ -28,22 +30,6 @@ CONFIGS = {
 
 def config(name: str) -> Path:
     return CFG / CONFIGS[name]
-
-
-def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm/GroupNorm/LayerNorm non-default affine parameters and running statistics, so that
-    a wrongly mapped or re-initialized norm shows up in the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-                m.num_batches_tracked.fill_(1000)
-    return model
 
 
 @functools.cache
@@ -80,8 +66,3 @@ def timm_p3_p5(feats: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     if isinstance(feats.final_conv, nn.Identity):
         assert torch.equal(last, taps[0])
     return [p3, p4, taps[0]]
-
-
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    """max |ours - ref| / max |ref|."""
-    return ((ours - ref).abs().max() / ref.abs().max()).item()
