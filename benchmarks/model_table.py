@@ -1,4 +1,4 @@
-"""Params, GFLOPs and (optionally) CPU latency of the shipped configs beside stock YOLOv8n and YOLO11n.
+"""Params, GFLOPs and (optionally) CPU latency of the shipped configs beside stock YOLOv8n, YOLO11n and YOLO26n.
 
 Usage: python benchmarks/model_table.py [--imgsz 640] [--configs CFG ...] [--latency [--threads 2] [--repeats 20]
        [--warmup 3]] [--out FILE.md]
@@ -26,7 +26,7 @@ from yolo_mobilevit.tools.compare import markdown, model_stats
 from yolo_mobilevit.tools.timing import Latency, interleaved_latency
 
 REPO = Path(__file__).resolve().parents[1]
-STOCK = ["yolov8n.yaml", "yolo11n.yaml"]
+STOCK = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 
 
 def lettered(config: Path, scale: str = "n") -> str:

@@ -1,5 +1,6 @@
-"""Fine-tuning control ``backbone_lr``: the learning rate of the plugin's backbone rows as a factor of every other
-parameter's, for any optimizer Ultralytics builds (SGD, AdamW, MuSGD, ...).
+"""Fine-tuning controls: ``backbone_lr``, the learning rate of the plugin's backbone rows as a factor of every other
+parameter's, for any optimizer Ultralytics builds (SGD, AdamW, MuSGD, ...); ``freeze_bn``, the running statistics of
+every BatchNorm in the backbone rows kept as loaded.
 
 :func:`make_build_optimizer` wraps ``BaseTrainer.build_optimizer``: each parameter group Ultralytics makes (decayed
 weights, norm weights, biases, Muon weights, ...) is split into its non-backbone part (kept in place, so Ultralytics'
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 KEY = "backbone_lr"
 DEFAULT = 1.0
+FREEZE_BN = "freeze_bn"
 
 
 def check_backbone_lr(value: Any) -> None:
@@ -63,10 +67,46 @@ def make_build_optimizer(original: Any) -> Any:
     return build_optimizer
 
 
-__all__ = ["DEFAULT", "KEY", "check_backbone_lr", "make_build_optimizer", "split_backbone_groups"]
+def backbone_batchnorms(model: Any) -> list[nn.Module]:
+    """Every BatchNorm (``nn.modules.batchnorm._BatchNorm``: 1-D, 2-D, 3-D) in the plugin's backbone rows of
+    ``model``: what pretrained weights fill; not the SPPF / C2PSA a config appends."""
+    from .featuremap import plugin_rows
+
+    rows = plugin_rows(getattr(model, "module", model))
+    return [m for _, row in rows for m in row.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def make_model_train(original: Any) -> Any:
+    """Wrap ``BaseTrainer._model_train()`` so that ``freeze_bn=True`` keeps the backbone's BatchNorms in eval mode."""
+
+    def _model_train(self: Any) -> Any:
+        out = original(self)
+        if getattr(self.args, FREEZE_BN, False):
+            for bn in backbone_batchnorms(self.model):
+                bn.eval()
+        return out
+
+    return _model_train
 
 
 def check_args(cfg: dict) -> None:
-    """The integration's validator form (the whole config dict): checks ``backbone_lr`` when set."""
+    """The integration's validator form (the whole config dict): checks ``backbone_lr`` and ``freeze_bn`` when set."""
     if cfg.get(KEY) is not None:
         check_backbone_lr(cfg[KEY])
+    if cfg.get(FREEZE_BN) is not None and not isinstance(cfg[FREEZE_BN], bool):
+        raise ValueError(
+            f"'{FREEZE_BN}={cfg[FREEZE_BN]}' is invalid: expected True or False (keep the backbone's BatchNorm "
+            "statistics as loaded)"
+        )
+
+
+__all__ = [
+    "DEFAULT",
+    "FREEZE_BN",
+    "KEY",
+    "backbone_batchnorms",
+    "check_backbone_lr",
+    "make_build_optimizer",
+    "make_model_train",
+    "split_backbone_groups",
+]

@@ -68,6 +68,8 @@ PATCHES: tuple[Patch, ...] = (
           "pretrained=True (the default) on a plugin YAML: load the ImageNet backbone its backbone_weights names"),
     Patch(_TRAINER, "BaseTrainer.build_optimizer", "yolo_mobilevit.finetune:make_build_optimizer",
           "backbone_lr: scale the learning rate of the plugin backbone's parameter groups"),
+    Patch(_TRAINER, "BaseTrainer._model_train", "yolo_mobilevit.finetune:make_model_train",
+          "freeze_bn: keep the backbone's BatchNorm statistics as loaded (eval mode) every epoch"),
     Patch(_TRAINER, "BaseTrainer.save_model", "yolo_mobilevit.checkpoints:make_save_model",
           "record a SHA-256 of the weights in plugin checkpoints; torch_safe_load verifies it on load"),
     Patch(_EXPORTER, "Exporter.__call__", "yolo_mobilevit.export:make_exporter_call",
@@ -87,6 +89,7 @@ GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_unsupported_gu
 TRAINING_KEYS: dict[str, tuple[object, str]] = {
     "variable_batch": (False, "yolo_mobilevit.multiscale:check_args"),
     "backbone_lr": (1.0, "yolo_mobilevit.finetune:check_args"),
+    "freeze_bn": (False, "yolo_mobilevit.finetune:check_args"),
 }
 
 WATCHED: frozenset[str] = frozenset(p.module for p in PATCHES)
