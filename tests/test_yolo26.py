@@ -21,7 +21,12 @@ from yolo_mobilevit.featuremap import backbone_length
 TASK_OF = {"seg": "segment", "pose": "pose", "obb": "obb", "cls": "classify"}
 # per-detection columns of the end-to-end output: box (4) + score + class, then the task's extras
 EXTRA_COLUMNS = {"detect": 0, "segment": 32, "pose": 17 * 3, "obb": 1}
-STOCK = {"detect": "yolo26n.yaml", "segment": "yolo26n-seg.yaml", "pose": "yolo26n-pose.yaml", "obb": "yolo26n-obb.yaml"}
+STOCK = {
+    "detect": "yolo26n.yaml",
+    "segment": "yolo26n-seg.yaml",
+    "pose": "yolo26n-pose.yaml",
+    "obb": "yolo26n-obb.yaml",
+}
 
 
 def lettered(name: str, scale: str = "n") -> str:
@@ -46,7 +51,9 @@ def select_end2end(model: torch.nn.Module) -> None:
 def backbone_signature(model: torch.nn.Module, stop: int) -> list[tuple[str, tuple[int, ...]]]:
     """Names and shapes of every tensor in layers ``0 .. stop - 1``."""
     return [
-        (k, tuple(v.shape)) for k, v in model.state_dict().items() if int(k.split(".")[1]) < stop  # model.<i>.<...>
+        (k, tuple(v.shape))
+        for k, v in model.state_dict().items()
+        if int(k.split(".")[1]) < stop  # model.<i>.<...>
     ]
 
 
