@@ -1,8 +1,10 @@
 """INT8 against fp32, per family and runtime: `yolo export int8=True` (Ultralytics' settings, then the plugin's
 transformer-aware ones), run through Ultralytics' own predictor on coco128 val, compared box by box with the fp32
-export of the same checkpoint, plus latency (ONNX Runtime / OpenVINO, batch 1, threads as stated).
+export of the same checkpoint, plus latency (ONNX Runtime / OpenVINO, batch 1, threads as stated) and, with
+``--data``, the COCO-standard AP of every export (``yolo-mobilevit cocoeval``).
 
-    python benchmarks/int8_matrix.py --weights runs/*/weights/last.pt --data coco128 --out benchmarks/results/int8_matrix.md
+    python benchmarks/int8_matrix.py --weights runs/*/weights/last.pt [--data DATA.yaml [--single-cls]] \
+        --out benchmarks/results/int8_matrix.md
 
 Calibration: 300 images, coco128 train + val (256) and horizontal flips of the first 44 train images (calibration
 sets activation ranges only; labels are unused). The plugin's INT8 wrappers are applied in-process here, as the
@@ -126,6 +128,14 @@ def raw_error(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, float]:
     )
 
 
+def coco_ap(path: str, data: str, imgsz: int, single_cls: bool, work: Path) -> str:
+    """COCO AP / AP50 (``yolo-mobilevit cocoeval``) of an export on ``data``'s val split, as text for the table."""
+    from yolo_mobilevit.tools.cocoeval import run
+
+    report = run(path, data, imgsz=imgsz, single_cls=single_cls, device="cpu", project=str(work), name="cocoeval")
+    return f"{report['metrics']['AP']:.4f} / {report['metrics']['AP50']:.4f}"
+
+
 def latency(path: str, imgsz: int, repeats: int) -> float:
     """Median ms of the runtime alone (Ultralytics' AutoBackend forward), random input, 3 warm-up runs."""
     from ultralytics.nn.autobackend import AutoBackend
@@ -152,6 +162,8 @@ def main() -> None:
     ap.add_argument("--raw-images", type=int, default=16, help="val images for the raw-output comparison")
     ap.add_argument("--work", default="runs/int8_matrix")
     ap.add_argument("--out", default="benchmarks/results/int8_matrix.md")
+    ap.add_argument("--data", default=None, help="data YAML the weights were trained for: adds COCO AP / AP50")
+    ap.add_argument("--single-cls", action="store_true", help="the weights were trained with single_cls=True")
     ap.add_argument("--variants", nargs="+", default=["fp32", "int8 (Ultralytics)", "int8 (transformer-aware)"])
     args = ap.parse_args()
     work = Path(args.work).resolve()
@@ -179,7 +191,7 @@ def main() -> None:
                 try:
                     f = YOLO(str(pt)).export(format=fmt, imgsz=args.imgsz, device="cpu", **kwargs)
                 except Exception as e:  # noqa: BLE001 (a failed export is a result)
-                    rows.append((family, fmt, variant, f"fails: {str(e)[:100]}", "-", "-", "-", "-"))
+                    rows.append((family, fmt, variant, f"fails: {str(e)[:100]}", "-", "-", "-", "-", "-"))
                     continue
                 seconds = time.perf_counter() - t
                 preds = predictions(str(f), images, args.imgsz)
@@ -188,6 +200,7 @@ def main() -> None:
                 miou, rec = agreement(results["fp32"], preds) if variant != "fp32" else (1.0, 100.0)
                 box_err, score_err, score_max = raw_error(raws["fp32"], raws[variant])
                 ms = latency(str(f), args.imgsz, args.repeats)
+                ap50 = coco_ap(str(f), args.data, args.imgsz, args.single_cls, dst) if args.data else "-"
                 n = sum(len(p) for p in preds)
                 rows.append(
                     (
@@ -199,6 +212,7 @@ def main() -> None:
                         f"{miou:.3f} / {rec:.1f}%",
                         f"{box_err:.2f} / {score_err:.1e} (max {score_max:.1e})",
                         f"{ms:.1f}",
+                        ap50,
                     )
                 )
                 print(rows[-1], flush=True)
@@ -220,8 +234,18 @@ def main() -> None:
             "runtime: mean |box| error in pixels / max |class score| error (and the largest fp32 class score)."
         ),
         "",
-        "| model | runtime | precision | export | boxes | mean IoU / recovered@0.5 | raw error: box px / score | ms |",
-        "|---|---|---|---|---|---|---|---|",
+        (
+            f"COCO AP / AP50: `yolo-mobilevit cocoeval` of each export on the val split of {args.data}"
+            + (" (one class)" if args.single_cls else "")
+            if args.data
+            else "COCO AP: not measured (no --data)."
+        ),
+        "",
+        (
+            "| model | runtime | precision | export | boxes | mean IoU / recovered@0.5 | raw error: box px / score | ms "
+            "| COCO AP / AP50 |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
         *(f"| {' | '.join(r)} |" for r in rows),
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")

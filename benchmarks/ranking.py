@@ -1,7 +1,7 @@
 """A small real-data protocol that ranks detectors on CPU: several seeds per model, the spread, and which pairs separate.
 
 Usage: python benchmarks/ranking.py [--models M ...] [--seeds 0 1 2] [--epochs 40] [--imgsz 160] [--jobs 2]
-       [--data coco128 folder] [--out DIR] [KEY=VALUE train arguments ...]
+       [--data coco128 folder] [--out DIR] [--report-only] [KEY=VALUE train arguments ...]
 
 Protocol (defaults): coco128 from ``../shared/datasets`` (copied into ``DIR/data`` first, so no cache is written
 there), one class (``single_cls=True``: objects against background), ``imgsz`` 160, batch 16, ``epochs`` per run,
@@ -9,11 +9,12 @@ every model from scratch (``pretrained=False``: no ImageNet weights can be reach
 on), Ultralytics' default recipe (``optimizer=auto``) unless KEY=VALUE arguments say otherwise. Each run is its own
 ``yolo train`` process; ``--jobs`` of them run at once (Ultralytics trains on one CPU thread each).
 
-Two scores per run, both Ultralytics' mAP50-95 of ``best.pt`` (one class):
-- ``fit``: validated on the 128 training images themselves: how fast a model fits, which separates models early;
-- ``holdout``: validated on coco128's 128 val2017 images: generalisation, which 128 training images barely give.
+Three scores per run, of ``best.pt`` (one class):
+- ``fit``: Ultralytics' mAP50-95 on the 128 training images themselves: how fast a model fits;
+- ``holdout``: Ultralytics' mAP50-95 on coco128's 128 val2017 images: generalisation;
+- ``holdout coco AP``: pycocotools' AP on those val2017 images (``yolo-mobilevit cocoeval``).
 
-Writes ``DIR/runs.csv`` (one row per run) and ``DIR/ranking.md`` (mean and standard deviation over seeds, ranks, and
+Writes ``DIR/runs.jsonl`` as runs end, ``DIR/runs.csv`` (one row per run) and ``DIR/ranking.md`` (mean and standard deviation over seeds, ranks, and
 for every pair whether all seeds of one model beat all seeds of the other).
 """
 
@@ -62,6 +63,15 @@ def val_map(best: Path, data: Path, imgsz: int, project: Path, name: str) -> dic
     return json.loads(line[7:])
 
 
+def coco_ap(best: Path, data: Path, imgsz: int, project: Path, name: str) -> dict[str, float]:
+    """COCO AP and AP50 (pycocotools, ``yolo-mobilevit cocoeval``, one class) of ``best`` on ``data``."""
+    cmd = [str(YOLO_BIN.with_name("yolo-mobilevit")), "cocoeval", f"model={best}", f"data={data}", f"imgsz={imgsz}"]
+    cmd += ["single_cls=True", "device=cpu", f"project={project}", f"name={name}", "exist_ok=True"]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    metrics = json.loads((project / name / "metrics.json").read_text())["metrics"]
+    return {"coco AP": metrics["AP"], "coco AP50": metrics["AP50"]}
+
+
 def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout: Path) -> dict[str, object]:
     """Train ``model`` with ``seed``, then validate ``best.pt`` on both splits."""
     label = Path(model).stem
@@ -76,6 +86,7 @@ def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout:
     best = project / name / "weights" / "best.pt"
     scores = {"fit": val_map(best, fit, args.imgsz, project, f"{name}-fit")}
     scores["holdout"] = val_map(best, holdout, args.imgsz, project, f"{name}-holdout")
+    scores["holdout"] |= coco_ap(best, holdout, args.imgsz, project, f"{name}-cocoeval")
     row = {"model": label, "seed": seed, "minutes": round(minutes, 1), "best": str(best)}
     row |= {f"{split} {key}": round(v, 4) for split, s in scores.items() for key, v in s.items()}
     with open(args.out / "runs.jsonl", "a") as f:  # kept as each run ends, so a failed later run loses nothing
@@ -113,23 +124,37 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "coco128")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "ranking")
+    parser.add_argument("--report-only", action="store_true", help="no training: tabulate DIR/runs.jsonl")
     args, extra = parser.parse_known_args()
     if any("=" not in e for e in extra):
         parser.error(f"expected KEY=VALUE train arguments, got {extra}")
     args.extra = extra
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     fit, holdout = prepare_data(args.data, args.out)
-    jobs = [(m, s) for s in args.seeds for m in args.models]  # seed-major: a partial run still covers every model
-    with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda job: run_one(*job, args, fit, holdout), jobs))
+    if args.report_only:  # the runs of runs.jsonl; COCO AP added where a run predates it
+        rows = [json.loads(line) for line in (args.out / "runs.jsonl").read_text().splitlines()]
+        for r in rows:
+            if "holdout coco AP" not in r:
+                best = Path(str(r["best"]))
+                coco = coco_ap(best, holdout, args.imgsz, best.parents[1].parent, f"{best.parents[1].name}-cocoeval")
+                r |= {f"holdout {k}": round(v, 4) for k, v in coco.items()}
+    else:
+        jobs = [(m, s) for s in args.seeds for m in args.models]  # seed-major: a partial run still covers every model
+        with ThreadPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(lambda job: run_one(*job, args, fit, holdout), jobs))
     with open(args.out / "runs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# Ranking: {args.epochs} epochs at {args.imgsz}, seeds {args.seeds}, extra {extra or 'none'}", ""]
-    for score in ("fit map", "holdout map"):
+    titles = {
+        "fit map": "Ultralytics mAP50-95 on the training images (fit)",
+        "holdout map": "Ultralytics mAP50-95 on val2017 (holdout)",
+        "holdout coco AP": "COCO AP (pycocotools) on val2017 (holdout)",
+    }
+    for score, title in titles.items():
         table, pairs = summary(rows, score)
-        lines += [f"## {score} (mAP50-95, one class)", "", *table, "", *pairs, ""]
+        lines += [f"## {title}, one class", "", *table, "", *pairs, ""]
     (args.out / "ranking.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

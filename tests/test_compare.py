@@ -11,11 +11,17 @@ from conftest import CFG, dataset_yaml, run
 
 from yolo_mobilevit import cli
 from yolo_mobilevit.tools.compare import (
+    FAMILIES,
     CompareError,
+    accuracy_key,
+    check_buildable,
     check_model,
     default_data,
+    default_models,
+    family,
     labels,
     parse_train_args,
+    plot,
     time_and_peak_rss,
 )
 
@@ -46,20 +52,24 @@ def test_compare_end_to_end(tmp_path: Path):
     assert list(rows[0]) == [
         "model", "source", "params_M", "gflops_ultralytics", "gflops_attention",
         "cpu_ms_b1", "cpu_rss_mb_b1", "ort_ms_b1", "ort_rss_mb_b1", "train_img_s", "mAP50", "mAP50-95",
+        "coco_AP", "coco_AP50", "coco_AP75", "coco_APs", "coco_APm", "coco_APl", "coco_AR100",
     ]  # fmt: skip
-    assert [r["model"] for r in rows] == ["yolov8n", "yolov8n-mobilevit-xxs"]
+    assert sorted(r["model"] for r in rows) == ["yolov8n", "yolov8n-mobilevit-xxs"]
+    assert [float(r["ort_ms_b1"]) for r in rows] == sorted(float(r["ort_ms_b1"]) for r in rows)  # fastest first
     for r in rows:
         for key in ("params_M", "gflops_ultralytics", "gflops_attention", "cpu_ms_b1", "ort_ms_b1", "train_img_s"):
             assert float(r[key]) > 0, (r["model"], key, r[key])
         for key in ("cpu_rss_mb_b1", "ort_rss_mb_b1"):  # a forward's activations lie above the resident baseline
             assert float(r[key]) > 0, (r["model"], key, r[key])
-        for key in ("mAP50", "mAP50-95"):
+        for key in ("mAP50", "mAP50-95", "coco_AP", "coco_AP50", "coco_AR100"):
             assert 0 <= float(r[key]) <= 1, (r["model"], key, r[key])
-    assert abs(float(rows[0]["params_M"]) - 3.1572) < 1e-3  # YOLOv8n: 3,157,200
+    (v8,) = [r for r in rows if r["model"] == "yolov8n"]
+    assert abs(float(v8["params_M"]) - 3.1572) < 1e-3  # YOLOv8n: 3,157,200
     for r in rows:  # each model trained, validated and exported in its own folder
         model_dir = save_dir / r["model"]
         assert (model_dir / "train" / "weights" / "best.pt").is_file()
         assert (model_dir / "val").is_dir() and (model_dir / f"{r['model']}_b1.onnx").is_file()
+        assert (model_dir / "cocoeval" / "metrics.json").is_file()
 
     table = md.read_text()
     assert "CPU: process RSS (VmHWM after clear_refs)" in table  # Linux: the peak is reset right before the runs
@@ -104,6 +114,31 @@ def test_inputs():
     assert default_data() == str(dataset_yaml("coco128"))
 
 
+def test_default_models_are_stock_yolo_and_each_familys_flagship():
+    """No MODEL arguments: yolo26n, yolo11n, yolov8n and one flagship per family; every one resolves and builds."""
+    models = default_models()
+    assert models[:3] == ["yolo26n.yaml", "yolo11n.yaml", "yolov8n.yaml"]
+    assert {family(Path(m).stem)[0] for m in models} == {f[1] for f in FAMILIES}
+    for m in models:
+        check_buildable(check_model(m))
+
+
+def test_plot_one_marker_per_family(tmp_path: Path):
+    """Families by name; COCO AP on the y axis when measured, else mAP50-95; no file without a point to plot."""
+    assert [family(n)[0] for n in ("yolo26n", "yolov8n-mobilevitv2-050", "yolo26n-mobilevit", "m-mobilenetv3-large",
+                                   "yolo26n-mobileformer-151m")] == ["stock YOLO", "MobileViTv2", "MobileViT",
+                                                                     "MobileNet", "Mobile-Former"]  # fmt: skip
+    rows = [
+        {"model": "yolo26n", "ort_ms_b1": 5.0, "coco_AP": 0.10, "mAP50-95": 0.2},
+        {"model": "yolov8n", "ort_ms_b1": 6.0, "coco_AP": 0.08, "mAP50-95": 0.2},
+        {"model": "yolo26n-mobilevit", "ort_ms_b1": 20.0, "coco_AP": 0.12, "mAP50-95": 0.2},
+    ]
+    assert accuracy_key(rows)[0] == "coco_AP" and accuracy_key([{"mAP50-95": 0.1}])[0] == "mAP50-95"
+    png = tmp_path / "plot.png"
+    assert plot(rows, "ort_ms_b1", "latency", "t", png) and png.read_bytes()[:8] == PNG_MAGIC
+    assert not plot([{"model": "x", "ort_ms_b1": 1.0}], "ort_ms_b1", "latency", "t", tmp_path / "none.png")
+
+
 def test_peak_rss_is_what_the_runs_allocate():
     """The peak resident set reported for a run is what that run touched above the memory resident before it, in MB
     (1e6 bytes): about 100 MB for a function filling a 100 MB tensor, next to nothing for one that allocates nothing."""
@@ -117,3 +152,21 @@ def test_peak_rss_is_what_the_runs_allocate():
     assert method == "VmHWM after clear_refs"  # Linux; elsewhere the lifetime peak (None when not above the baseline)
     assert 90 <= big < 130, big  # pages the allocator already held count in the baseline
     assert 0 <= none < 5 < big, none
+
+
+def test_no_train_validates_checkpoints_as_they_are(tmp_path: Path):
+    """``--no-train`` on a checkpoint: val and COCO columns, a plot; a YAML beside it is measured only."""
+    from ultralytics import YOLO
+
+    checkpoint = tmp_path / "untrained.pt"
+    YOLO("yolov8n.yaml").save(checkpoint)
+    argv = ["compare", str(checkpoint), "yolov8n.yaml", "--no-train", "--no-onnx", "--data", str(dataset_yaml("coco8"))]
+    argv += ["--imgsz", "64", "--batches", "1", "--repeats", "1", "--warmup", "0", "--device", "cpu"]
+    assert cli.main([*argv, "--project", str(tmp_path), "--name", "cmp", "workers=0", "plots=False"]) == 0
+    with (tmp_path / "cmp" / "results.csv").open() as f:
+        rows = {r["model"]: r for r in csv.DictReader(f)}
+    assert "coco_AP" in rows["untrained"] and "train_img_s" not in rows["untrained"]
+    assert 0 <= float(rows["untrained"]["coco_AP"]) <= 1 and 0 <= float(rows["untrained"]["mAP50-95"]) <= 1
+    assert rows["yolov8n"]["coco_AP"] == "" and float(rows["yolov8n"]["cpu_ms_b1"]) > 0
+    assert (tmp_path / "cmp" / "untrained" / "cocoeval" / "metrics.json").is_file()
+    assert "No training (--no-train)" in (tmp_path / "cmp" / "results.md").read_text()

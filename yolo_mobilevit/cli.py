@@ -96,9 +96,12 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .tools.compare import CompareError, compare, parse_train_args
+    from .tools.compare import CompareError, compare, default_models, parse_train_args
 
     models = [a for a in args.models if "=" not in a]
+    if not models:
+        models = default_models()
+        print(f"compare: no models given; the defaults: {' '.join(models)}", flush=True)
     try:
         report = compare(
             models,
@@ -125,7 +128,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     print("\n" + report.table)
     print(f"table: {report.markdown_file}\ncsv:   {report.csv_file}")
-    print(f"plot:  {report.plot_file}" if report.plot_file else "plot:  none (no model has a mAP50-95: --no-train?)")
+    print(
+        f"plot:  {report.plot_file}"
+        if report.plot_file
+        else "plot:  none (no model has an accuracy: --no-train on YAMLs?)"
+    )
     if report.failed:
         print(f"yolo-mobilevit compare: failed: {', '.join(report.failed)}", file=sys.stderr)
         return 1
@@ -135,16 +142,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="params, GFLOPs, latency, memory, training throughput and mAP of several models on one dataset",
+        help="params, GFLOPs, latency, memory, training throughput, mAP and COCO AP of several models on one dataset",
         description="Measure and train each model in its own process on one shared recipe, then write a markdown "
-        "table, a CSV and a mAP50-95-vs-latency plot into PROJECT/NAME. KEY=VALUE arguments among the models are "
-        "passed to every YOLO(model).train(...) (e.g. optimizer=SGD lr0=0.01 workers=4).",
+        "table and a CSV sorted by latency and a COCO-AP-vs-latency plot into PROJECT/NAME. KEY=VALUE arguments "
+        "among the models are passed to every YOLO(model).train(...) (e.g. optimizer=SGD lr0=0.01 workers=4).",
     )
     p.add_argument(
         "models",
-        nargs="+",
+        nargs="*",
         metavar="MODEL|KEY=VALUE",
-        help="model YAMLs (cfg/yolov8n-mobilevit.yaml, yolov8n.yaml) or checkpoints (.pt); KEY=VALUE: train args",
+        help="model YAMLs (cfg/yolov8n-mobilevit.yaml, yolov8n.yaml) or checkpoints (.pt); KEY=VALUE: train args. "
+        "No models: yolo26n, yolo11n, yolov8n and each family's flagship",
     )
     p.add_argument(
         "--data",
@@ -167,12 +175,42 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads for latency, torch and ONNX Runtime (default: cores)"
     )
-    p.add_argument("--no-train", action="store_true", help="skip training and val (no throughput, mAP or plot)")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="skip training: checkpoints (.pt) are validated as they are, YAMLs only measured",
+    )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime timing")
     p.add_argument("--no-simplify", action="store_true", help="export ONNX without onnxslim (faster export)")
     p.add_argument("--project", default=None, help="output folder's parent (default: Ultralytics' runs dir/compare)")
     p.add_argument("--name", default=None, help="output folder name (default: the dataset's name), incremented")
     p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of incrementing the name")
+
+
+def _cmd_cocoeval(args: argparse.Namespace) -> int:
+    from .tools.cocoeval import CocoEvalError, parse_args, run
+
+    try:
+        settings = parse_args(args.settings)
+        run(settings.pop("model"), settings.pop("data"), **settings)
+    except CocoEvalError as e:
+        print(f"yolo-mobilevit cocoeval: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_cocoeval(sub: argparse._SubParsersAction) -> None:
+    from .tools.cocoeval import KEYS
+
+    p = sub.add_parser(
+        "cocoeval",
+        help="COCO-standard box metrics (pycocotools): AP, AP50, AP75, APs, APm, APl, AR100",
+        description="Predict a detection dataset's split at the COCO protocol (conf 0.001, 100 detections per image) "
+        "and score it with pycocotools against its YOLO labels (or COCO's instances JSON for COCO); writes "
+        "ground_truth.json, predictions.json and metrics.json into runs/cocoeval/NAME. Settings as KEY=VALUE: "
+        + ", ".join(f"{k}={v}" if v is not None else f"{k}=" for k, v in KEYS.items()),
+    )
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="model=best.pt data=coco8.yaml imgsz=640 ...")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,13 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     _add_convert(sub)
     _add_doctor(sub)
     _add_compare(sub)
+    _add_cocoeval(sub)
     args, extra = parser.parse_known_args(argv)
     # compare's KEY=VALUE train arguments may follow its options, where argparse no longer takes positionals
     if extra and (args.command != "compare" or any("=" not in a or a.startswith("-") for a in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.models += extra
-    commands = {"modules": _cmd_modules, "convert": _cmd_convert, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    commands = {
+        "modules": _cmd_modules,
+        "convert": _cmd_convert,
+        "doctor": _cmd_doctor,
+        "compare": _cmd_compare,
+        "cocoeval": _cmd_cocoeval,
+    }
     return commands[args.command](args)
 
 

@@ -15,9 +15,12 @@ next one's numbers. Per model that process
    available), on the GPU ``torch.cuda.max_memory_allocated`` (weights and input excluded);
 4. trains with ``YOLO(model).train(...)`` on one shared recipe into ``<output>/<model>/train``, timing the training
    epochs (validation excluded) for images per second, then validates ``best.pt`` with ``YOLO(best).val(...)`` into
-   ``<output>/<model>/val`` for mAP50 and mAP50-95.
+   ``<output>/<model>/val`` for mAP50 and mAP50-95, and scores it under the COCO protocol (:mod:`.cocoeval`) into
+   ``<output>/<model>/cocoeval`` for AP, AP50, AP75, APs, APm, APl and AR100. Without training (``--no-train``) a
+   checkpoint (``.pt``) is validated as it is; a YAML is only measured.
 
-The parent then writes ``results.md``, ``results.csv`` and ``map_vs_latency.png`` into the output folder.
+The parent then writes ``results.md`` and ``results.csv`` (rows sorted by latency) and ``map_vs_latency.png`` (COCO AP
+against latency, one marker per family) into the output folder. Without MODEL arguments: :data:`DEFAULT_MODELS`.
 """
 
 from __future__ import annotations
@@ -39,9 +42,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from .cocoeval import METRICS as COCO_METRICS
 from .timing import measure_latency, ort_feed, ort_session
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Today's stock YOLO against each family's flagship (the configs with every task), in YOLO26 and the project's
+# YOLOv8 flagship.
+DEFAULT_MODELS = (
+    "yolo26n.yaml",
+    "yolo11n.yaml",
+    "yolov8n.yaml",
+    "cfg/yolov8n-mobilevit.yaml",
+    "cfg/yolo26n-mobilevit.yaml",
+    "cfg/yolo26n-mobilevitv2.yaml",
+    "cfg/yolo26n-mobilenetv3-large.yaml",
+    "cfg/yolo26n-mobileformer-151m.yaml",
+)
+# Plot marker of each family, matched in order against the model's name.
+FAMILIES = (
+    ("mobileformer", "Mobile-Former", "P"),
+    ("mobilevitv2", "MobileViTv2", "D"),
+    ("mobilevit", "MobileViT", "o"),
+    ("mobilenet", "MobileNet", "^"),
+    ("", "stock YOLO", "s"),
+)
 
 # Keys the compare options own; as KEY=VALUE train arguments they would silently fork the shared recipe.
 _OWN_KEYS = {
@@ -111,6 +136,16 @@ def markdown(rows: list[dict[str, str]]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- inputs
+
+
+def default_models() -> list[str]:
+    """:data:`DEFAULT_MODELS`, the ``cfg/`` ones from this checkout's ``cfg`` folder wherever compare runs."""
+    return [str(REPO / m) if m.startswith("cfg/") and (REPO / m).is_file() else m for m in DEFAULT_MODELS]
+
+
+def family(name: str) -> tuple[str, str]:
+    """(family, plot marker) of a model name: ``yolo26n-mobilevitv2`` -> ("MobileViTv2", "D")."""
+    return next((label, marker) for key, label, marker in FAMILIES if key in name.lower())
 
 
 def check_model(spec: str) -> str:
@@ -343,7 +378,7 @@ class EpochClock:
 
 
 def train_and_val(spec: str, out_dir: Path, data: str, train: dict[str, Any]) -> dict[str, Any]:
-    """Train one model on the shared recipe, then validate its best.pt; throughput and mAP."""
+    """Train one model on the shared recipe, then validate its best.pt; throughput and accuracy."""
     import torch
     from ultralytics import YOLO
 
@@ -356,20 +391,38 @@ def train_and_val(spec: str, out_dir: Path, data: str, train: dict[str, Any]) ->
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
     res: dict[str, Any] = {"train_img_s": clock.images_per_s(), "train_threads": train_threads, "weights": str(best)}
-    val = {k: train[k] for k in _VAL_KEYS if k in train}
-    metrics = YOLO(best).val(
+    return res | validate(best, out_dir, data, train)
+
+
+def validate(weights: Path, out_dir: Path, data: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """mAP50 and mAP50-95 of ``YOLO(weights).val()`` and the COCO metrics (:func:`coco_metrics`) on ``data``'s val
+    split, at the recipe's ``imgsz`` and device (and its ``single_cls``, ``classes``, ... where given)."""
+    from ultralytics import YOLO
+
+    val = {k: settings[k] for k in _VAL_KEYS if k in settings}
+    metrics = YOLO(weights).val(
         data=data,
-        imgsz=train["imgsz"],
-        device=train.get("device"),
+        imgsz=settings["imgsz"],
+        device=settings.get("device"),
         project=str(out_dir),
         name="val",
         exist_ok=True,
         **val,
     )
     box = getattr(metrics, "box", None)
-    if box is not None:
-        res.update(map50=float(box.map50), map50_95=float(box.map))
-    return res
+    if box is None:
+        return {}
+    return {"map50": float(box.map50), "map50_95": float(box.map), **coco_metrics(weights, out_dir, data, settings)}
+
+
+def coco_metrics(weights: Path, out_dir: Path, data: str, train: dict[str, Any]) -> dict[str, Any]:
+    """COCO-standard AP, AP50, AP75, APs, APm, APl, AR100 of ``weights`` (:mod:`.cocoeval`), keys ``coco_<metric>``."""
+    from .cocoeval import run
+
+    settings = {"imgsz": train["imgsz"], "single_cls": bool(train.get("single_cls", False))}
+    settings |= {"device": train["device"]} if train.get("device") else {}
+    report = run(str(weights), data, project=str(out_dir), name="cocoeval", exist_ok=True, **settings)
+    return {f"coco_{k}": v for k, v in report["metrics"].items()}
 
 
 @dataclass
@@ -389,6 +442,7 @@ class Job:
     simplify: bool
     gpu: str | None
     train: dict[str, Any] | None = field(default=None)
+    validate: dict[str, Any] | None = field(default=None)  # --no-train on a checkpoint: val + COCO metrics as it is
 
 
 def run_job(job_file: str) -> int:
@@ -418,14 +472,18 @@ def run_job(job_file: str) -> int:
     results_file.write_text(json.dumps(res, indent=1))
     if job.train is not None:
         res.update(train_and_val(job.spec, out_dir, job.data, job.train))
-        results_file.write_text(json.dumps(res, indent=1))
+    elif job.validate is not None:
+        res.update(validate(Path(job.spec), out_dir, job.data, job.validate))
+    results_file.write_text(json.dumps(res, indent=1))
     return 0
 
 
 # --------------------------------------------------------------------------------------------- report (parent)
 
 
-def _columns(imgsz: int, batches: list[int], onnx: bool, gpu: bool, train: bool) -> list[tuple[str, str, str]]:
+def _columns(
+    imgsz: int, batches: list[int], onnx: bool, gpu: bool, train: bool, accuracy: bool
+) -> list[tuple[str, str, str]]:
     """(results key / CSV column, markdown header, format) of each column shown."""
     cols = [
         ("params_M", "params (M)", ".2f"),
@@ -439,7 +497,10 @@ def _columns(imgsz: int, batches: list[int], onnx: bool, gpu: bool, train: bool)
         if gpu:
             cols += [(f"gpu_ms_b{b}", f"GPU ms b{b}", ".2f"), (f"gpu_mem_mb_b{b}", f"GPU peak MB b{b}", ".1f")]
     if train:
-        cols += [("train_img_s", "train img/s", ".1f"), ("mAP50", "mAP50", ".3f"), ("mAP50-95", "mAP50-95", ".3f")]
+        cols += [("train_img_s", "train img/s", ".1f")]
+    if accuracy:
+        cols += [("mAP50", "mAP50", ".3f"), ("mAP50-95", "mAP50-95", ".3f")]
+        cols += [(f"coco_{k}", f"COCO {k}", ".3f") for k in COCO_METRICS]
     return cols
 
 
@@ -469,25 +530,47 @@ def _plot_latency_key(batches: list[int], onnx: bool, gpu: bool) -> tuple[str, s
     return f"cpu_ms_b{b}", f"CPU latency, batch {b} (ms, PyTorch eager fp32)"
 
 
+def accuracy_key(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """(results key, axis label) of the accuracy to plot: COCO AP when measured, else Ultralytics' mAP50-95."""
+    if any(r.get("coco_AP") is not None for r in rows):
+        return "coco_AP", "COCO AP (pycocotools, IoU 0.50:0.95)"
+    return "mAP50-95", "mAP50-95 (Ultralytics val)"
+
+
 def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, title: str, path: Path) -> bool:
-    """mAP50-95 against latency, one labelled point per model; False (no file) when no model has both."""
+    """Accuracy (:func:`accuracy_key`) against latency, one marker per family and a label per model; False (no file)
+    when no model has both."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    points = [(r[x_key], r["mAP50-95"], r["model"]) for r in rows if r.get(x_key) and r.get("mAP50-95") is not None]
+    y_key, y_label = accuracy_key(rows)
+    points = sorted((r[x_key], r[y_key], r["model"]) for r in rows if r.get(x_key) and r.get(y_key) is not None)
     if not points:
         return False
-    fig = Figure(figsize=(8, 5.5), dpi=150)
+    fig = Figure(figsize=(9, 6), dpi=150)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for x, y, name in points:
-        ax.plot(x, y, "o", markersize=7)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    seen: set[str] = set()
+    for i, (x, y, name) in enumerate(points):
+        label, marker = family(name)
+        ax.plot(
+            x,
+            y,
+            marker,
+            color=f"C{[f[1] for f in FAMILIES].index(label)}",
+            markersize=8,
+            linestyle="none",
+            label=None if label in seen else label,
+        )
+        seen.add(label)
+        # alternate above / below so that neighbours in latency do not print over each other
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 8 if i % 2 == 0 else -12), fontsize=8)
     ax.set_xlabel(x_label)
-    ax.set_ylabel("mAP50-95 (val)")
+    ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.margins(0.15)
+    ax.margins(0.2)
+    ax.legend(title="family", fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     return True
@@ -577,6 +660,7 @@ def compare(
             simplify=simplify,
             gpu=gpu,
             train=dict(recipe) if train else None,
+            validate=dict(recipe) if not train and spec.endswith(".pt") else None,
         )
         job_file = out_dir / "job.json"
         job_file.write_text(json.dumps(asdict(job), indent=1))
@@ -586,11 +670,15 @@ def compare(
         code = "import sys; from yolo_mobilevit.tools.compare import run_job; sys.exit(run_job(sys.argv[1]))"
         proc = subprocess.run([sys.executable, "-c", code, str(job_file)], check=False)
         res = json.loads(results_file.read_text()) if results_file.is_file() else {"model": label, "source": spec}
-        if proc.returncode != 0 or (train and "train_img_s" not in res):
+        evaluated = train or spec.endswith(".pt")
+        if proc.returncode != 0 or (train and "train_img_s" not in res) or (evaluated and "map50_95" not in res):
             failed.append(label)
         rows.append(_table_values(res))
 
-    cols = _columns(imgsz, batches, onnx, gpu is not None, train)
+    x_key, x_label = _plot_latency_key(batches, onnx, gpu is not None)
+    rows.sort(key=lambda r: (r.get(x_key) is None, r.get(x_key) or 0.0))  # fastest first; unmeasured last
+    accuracy = train or any(spec.endswith(".pt") for spec in specs)
+    cols = _columns(imgsz, batches, onnx, gpu is not None, train, accuracy)
     with (save_dir / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "source", *(k for k, _, _ in cols)])
@@ -625,15 +713,23 @@ def compare(
             f"Training: same recipe for every model, YOLO(model).train(epochs={epochs}, imgsz={imgsz}, batch={batch}, "
             f"seed={seed}{', ' + extra if extra else ''}); train img/s over the training epochs after the first "
             f"(validation excluded; torch threads as Ultralytics sets them: {train_threads}); "
-            "mAP: YOLO(best.pt).val() on the dataset's val split."
+            "mAP: YOLO(best.pt).val() on the dataset's val split; COCO metrics: `yolo-mobilevit cocoeval` "
+            "(pycocotools, conf 0.001, 100 detections per image) on the same split. Rows sorted by latency."
+        )
+    elif accuracy:
+        notes.append(
+            "No training (--no-train): checkpoints validated as they are, YOLO(model.pt).val() and "
+            f"`yolo-mobilevit cocoeval` on the dataset's val split at imgsz {imgsz}"
+            + "".join(f", {k}={v}" for k, v in recipe.items() if k in _VAL_KEYS)
+            + "; model YAMLs (untrained) are not validated. Rows sorted by latency."
         )
     if failed:
         notes.append(f"FAILED (see the output above and {save_dir}/<model>/): {', '.join(failed)}")
     (save_dir / "results.md").write_text(table + "\n" + "\n\n".join(notes) + "\n")
 
     plot_file = save_dir / "map_vs_latency.png"
-    x_key, x_label = _plot_latency_key(batches, onnx, gpu is not None)
-    title = f"{Path(data).stem}: epochs {epochs}, imgsz {imgsz}, batch {batch}, seed {seed}"
-    if not (train and plot(rows, x_key, x_label, title, plot_file)):
+    title = f"{Path(data).stem}: " + (f"epochs {epochs}, " if train else "checkpoints as given, ")
+    title += f"imgsz {imgsz}" + (f", batch {batch}, seed {seed}" if train else "")
+    if not (accuracy and plot(rows, x_key, x_label, title, plot_file)):
         plot_file = None
     return Report(save_dir, save_dir / "results.md", save_dir / "results.csv", plot_file, table, failed)
