@@ -8,7 +8,7 @@
 #   bash benchmarks/gpu_check.sh [OUT]                      # this project installed (README); reports go to OUT
 #   STAGE=.offline bash benchmarks/gpu_check.sh [OUT]       # offline machine: install from benchmarks/stage_offline.py
 #
-# Environment: PYTHON (python3), EPOCHS (50), IMGSZ (320), BATCH (16), MODELS (the README's compare list), TRAIN_ARGS
+# Environment: PYTHON (python3), EPOCHS (50), IMGSZ (320), BATCH (16), MODELS (compare's default list), TRAIN_ARGS
 # (extra KEY=VALUE train args), DATA (dataset YAML), COMPARE_TIMEOUT (seconds, 480), WORK (run folders, /tmp/gpu_check).
 # OUT receives seven small files: env.txt, backbone_fp16_b32.md, backbone_fp16_b1.md, compare.md, compare.csv,
 # map_vs_latency.png and compare_tail.log.
@@ -26,8 +26,8 @@ if [ -n "${STAGE:-}" ]; then  # wheels into a side folder, read as a site dir so
     export PYTHONPATH="$WORK/hook"
     DATA=${DATA:-$(ls "$STAGE"/*/*.yaml | head -1)}
 fi
-MODELS=${MODELS:-"yolov8n.yaml yolo11n.yaml cfg/yolov8n-mobilevit-xxs.yaml cfg/yolov8n-mobilevit.yaml
-    cfg/yolov8n-mobilevitv2-050.yaml cfg/yolov8n-mobilenetv3-large.yaml cfg/yolov8n-mobileformer-151m.yaml"}
+# empty: compare's defaults (yolo26n, yolo11n, yolov8n, cfg/yolov8n-mobilevit and the YOLO26 flagship of each family)
+MODELS=${MODELS:-}
 
 {
     date -u

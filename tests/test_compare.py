@@ -111,6 +111,8 @@ def test_inputs():
         "yolov8n-2",
         "x-best",
     ]
+    seeds = ["r/yolov8n/seed0/weights/best.pt", "r/yolo26n/seed0/weights/best.pt", "weights/best.pt"]
+    assert labels(seeds) == ["yolov8n-seed0-best", "yolo26n-seed0-best", "best"]  # runs that share a folder name
     assert default_data() == str(dataset_yaml("coco128"))
 
 

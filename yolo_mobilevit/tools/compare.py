@@ -204,13 +204,17 @@ def parse_train_args(items: list[str]) -> dict[str, Any]:
 
 def labels(specs: list[str]) -> list[str]:
     """Short unique names for the table and the per-model folders: the file stem (``yolov8n-mobilevit``), the run
-    folder too for ``.../RUN/weights/best.pt`` (``RUN-best``), and ``-2``, ``-3`` for repeats."""
+    folder too for ``.../RUN/weights/best.pt`` (``RUN-best``), and the folder above it where runs share a name
+    (``yolov8n-seed0-best``, ``yolo26n-seed0-best``); ``-2``, ``-3`` for what still repeats."""
+
+    def run_name(path: Path, levels: int) -> str:
+        return "-".join([p.name for p in reversed(path.parents[1 : 1 + levels]) if p.name] + [path.stem])
+
+    paths = [Path(s) for s in specs]
+    runs = [run_name(p, 1) if p.suffix == ".pt" and p.parent.name == "weights" else None for p in paths]
     out: list[str] = []
-    for spec in specs:
-        path = Path(spec)
-        name = path.stem
-        if path.suffix == ".pt" and path.parent.name == "weights":
-            name = f"{path.parent.parent.name}-{name}"
+    for path, run in zip(paths, runs):
+        name = path.stem if run is None else run_name(path, 2) if runs.count(run) > 1 else run
         base, n = name, 2
         while name in out:
             name, n = f"{base}-{n}", n + 1
