@@ -1,6 +1,6 @@
 """Checkpoints written by an earlier version of the plugin (commit 9327a23, before the building-block redesign; see
-``fixtures/make_fixtures.py``) still load with today's code, keep every state-dict key and compute bit-identical
-outputs, unfused and fused. One small model per family covers every plugin row type."""
+``fixtures/make_fixtures.py``) still load with today's code, keep every state-dict key and compute the same outputs to
+float32 rounding, unfused and fused. One small model per family covers every plugin row type."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def assert_identical(got: list[torch.Tensor], want: list[torch.Tensor], label: s
     assert len(got) == len(want), f"{label}: {len(got)} output tensors, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
         assert g.shape == w.shape, f"{label} output {i}: shape {tuple(g.shape)}, expected {tuple(w.shape)}"
-        assert torch.equal(g, w), f"{label} output {i}: max |difference| {(g - w).abs().max().item():.3e}"
+        # float32 rounding only: the machine that wrote the fixtures reproduces them bit for bit; other CPUs'
+        # kernels (AVX2 against AVX-512) differ in the last bits (seen: 4.6e-5 on boxes near 60, 1.7e-6 on maps)
+        close = torch.allclose(g, w, rtol=1e-5, atol=1e-5)
+        assert close, f"{label} output {i}: max |difference| {(g - w).abs().max().item():.3e}"
 
 
 @pytest.mark.parametrize("name", NAMES)
