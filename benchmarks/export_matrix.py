@@ -24,7 +24,7 @@ import torch
 from ultralytics import YOLO
 
 from yolo_mobilevit.tools.compare import offline_dataset
-from yolo_mobilevit.tools.export_check import FAMILIES, calibrate, errors, torch_output
+from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, torch_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,7 @@ def run_backend(path: Path, x: torch.Tensor) -> np.ndarray:
 def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
     pt = work / f"{family}.pt"
     if not pt.exists():
-        model = YOLO(str(ROOT / "cfg" / FAMILIES[family]))
-        calibrate(model.model, offline_dataset("coco8") / "images")
-        model.save(pt)
+        calibrated_checkpoint(ROOT / "cfg" / FAMILIES[family], offline_dataset("coco8") / "images", pt)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("yolo")), "export", f"model={pt}", f"format={fmt}", f"imgsz={imgsz}",

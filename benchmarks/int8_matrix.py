@@ -7,8 +7,8 @@ export of the same checkpoint, plus latency (ONNX Runtime / OpenVINO, batch 1, t
         --out benchmarks/results/int8_matrix.md
 
 Calibration: 300 images, coco128 train + val (256) and horizontal flips of the first 44 train images (calibration
-sets activation ranges only; labels are unused). The plugin's INT8 wrappers are applied in-process here, as the
-integration table applies them in every interpreter.
+sets activation ranges only; labels are unused). The plugin's INT8 rows of the integration table are taken off in-process
+for the "Ultralytics" variants and put back for the transformer-aware ones.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import cv2
 import numpy as np
 import torch
 from ultralytics import YOLO
-from ultralytics.engine import exporter
-from ultralytics.utils.export import onnx as ul_onnx
-from ultralytics.utils.export import openvino as ul_openvino
+from ultralytics.engine import exporter  # noqa: F401 (imported so the integration table's rows can be applied)
+from ultralytics.utils.export import onnx as ul_onnx  # noqa: F401
+from ultralytics.utils.export import openvino as ul_openvino  # noqa: F401
 
-from yolo_mobilevit import export as edge
+from yolo_mobilevit import integration
+from yolo_mobilevit.tools.compare import labels
 
 CALIBRATION_SIZE = 300
 
@@ -50,21 +51,16 @@ def calibration_set(coco128: Path, work: Path) -> Path:
     return yaml
 
 
+#: the integration table's INT8 rows: taken off for Ultralytics' own settings (the export-trace row stays on)
+INT8_ROWS = [p for p in integration.PATCHES if p.factory.endswith((":make_onnx_int8_quantize", ":make_torch2openvino"))]
+
+
 def patch(transformer_aware: bool) -> None:
-    """Apply (or remove) the plugin's export wrappers, as the integration table does in every interpreter."""
-    for owner, name, factory in [
-        (exporter.Exporter, "__call__", edge.make_exporter_call),
-        (ul_onnx, "onnx_int8_quantize", edge.make_onnx_int8_quantize),
-        (ul_openvino, "torch2openvino", edge.make_torch2openvino),
-    ]:
-        current = getattr(owner, name)
-        original = getattr(current, "_edge_original", current)
-        if transformer_aware:
-            wrapped = factory(original)
-            wrapped._edge_original = original
-            setattr(owner, name, wrapped)
-        else:
-            setattr(owner, name, original)
+    """Put the plugin's INT8 rows on (``transformer_aware``) or take them off: in this interpreter only, since the
+    exports run in-process."""
+    for row in INT8_ROWS:
+        integration.apply(row) if transformer_aware else integration.undo(row)
+        assert integration.is_patched(row) == transformer_aware, row
 
 
 def predictions(path: str, images: list[Path], imgsz: int) -> list[np.ndarray]:
@@ -171,8 +167,7 @@ def main() -> None:
     calib = calibration_set(coco, work)
     images = sorted((coco / "images" / "val2017").glob("*.jpg"))
     rows = []
-    for w in args.weights:
-        family = Path(w).parents[1].name
+    for w, family in zip(args.weights, labels(args.weights)):
         for fmt in args.formats:
             results, raws = {}, {}
             for variant, kwargs, aware in [
@@ -226,7 +221,8 @@ def main() -> None:
         ),
         "",
         (
-            "Agreement: Ultralytics `predict` (conf 1e-4, max_det 100: the top 100 boxes per image, since these 1-epoch models score below 0.01) on the 128 coco128 val images; each fp32 box matched "
+            "Agreement: Ultralytics `predict` (conf 1e-4, max_det 100: the top 100 boxes per image, since models "
+            "trained on these machines score low) on the 128 coco128 val images; each fp32 box matched "
             "greedily to the same-class INT8 box of highest IoU: mean IoU, and % of fp32 boxes recovered at IoU >= 0.5. "
             "Latency: AutoBackend forward only, batch 1, random input, median of "
             f"{args.repeats} after 3 warm-up runs, runtime's default threads. Raw error: the head's output tensor on the "

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import CFG, dataset_yaml
-from test_export import calibrate
 from ultralytics import YOLO
 from ultralytics.engine.exporter import Exporter
 
 from yolo_mobilevit.export import make_exporter_call
+from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
 ct = pytest.importorskip(
     "coremltools", reason="coremltools is not installed (pip install 'yolo-mobilevit[coreml]'): CoreML not tested"
@@ -38,10 +38,7 @@ def patched_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def convert(tmp_path: Path, cfg: str, **kwargs: object) -> tuple[object, Counter]:
     """Export ``cfg`` (calibrated random weights) to CoreML; return its spec and the op types of its main program."""
-    model = YOLO(str(CFG / cfg))
-    calibrate(model.model, dataset_yaml("coco8").parent / "images")
-    pt = tmp_path / f"{Path(cfg).stem}.pt"
-    model.save(pt)
+    pt = calibrated_checkpoint(CFG / cfg, dataset_yaml("coco8").parent / "images", tmp_path / f"{Path(cfg).stem}.pt")
     package = Path(YOLO(str(pt)).export(format="coreml", **kwargs))
     spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
     program = spec.pipeline.models[0] if spec.WhichOneof("Type") == "pipeline" else spec

@@ -15,7 +15,7 @@ from conftest import CFG, dataset_yaml, yolo
 from torch import nn
 from ultralytics import YOLO
 
-from yolo_mobilevit.tools.export_check import FAMILIES, calibrate, errors, torch_output
+from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, torch_output
 
 EXPORT_SIZE = 96  # P5 is 3x3: odd, so the MobileViT resize path is in every exported graph anyway
 DYNAMIC_SIZES = [(96, 96), (160, 160), (672, 672), (352, 640)]
@@ -36,11 +36,10 @@ pytestmark = pytest.mark.slow  # every test exports through the `yolo` CLI
 @pytest.fixture(scope="module")
 def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved checkpoint of one family's config (random weights, built in-process)."""
-    model = YOLO(str(CFG / FAMILIES[request.param]))
-    calibrate(model.model, dataset_yaml("coco8").parent / "images")
-    path = tmp_path_factory.mktemp(request.param) / f"{request.param}.pt"
-    model.save(path)
-    return path
+    folder = tmp_path_factory.mktemp(request.param)
+    return calibrated_checkpoint(
+        CFG / FAMILIES[request.param], dataset_yaml("coco8").parent / "images", folder / f"{request.param}.pt"
+    )
 
 
 def export(pt: Path, name: str, fmt: str, **kwargs: object) -> Path:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-COREML_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage"})
+#: formats whose converters lack pixel_unshuffle / pixel_shuffle: CoreML's iOS15 opset, and onnx2tf (TF SavedModel,
+#: TF GraphDef, TF.js, Edge TPU), which fails on the DepthToSpace of MobileViT's patch folding
+FOUR_D_PATCH_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage", "saved_model", "pb", "tfjs", "edgetpu"})
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class ExportMode:
 
     static: the input size is fixed in the exported graph, so sizes may be baked in (no resize for even maps, no
         shape arithmetic).
-    four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle`` (CoreML's iOS15 opset), so patches are
-        cut with reshapes and transposes of at most 4 dimensions instead.
+    four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle`` (:data:`FOUR_D_PATCH_FORMATS`), so
+        patches are cut with reshapes and transposes of at most 4 dimensions instead.
     transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so INT8 keeps LayerNorm, softmax and
         the residual adds in float (:func:`make_onnx_int8_quantize`, :func:`make_torch2openvino`).
     """
@@ -65,9 +67,21 @@ def has_attention(model: Any) -> bool:
     return any(isinstance(m, (MobileViTBlock, MobileViTv2Block, Former)) for m in model.modules())
 
 
+def nncf_transformer(model: Any) -> bool:
+    """Whether OpenVINO INT8 should quantize ``model`` as a transformer (NNCF ``ModelType.TRANSFORMER``): MobileViT
+    v1/v2. Not Mobile-Former: on a trained Mobile-Former-151M it kept 34 % of the fp32 boxes against 78 % with
+    Ultralytics' settings (``benchmarks/results/int8_matrix.md``)."""
+    from .modules.mobilevit import MobileViTBlock
+    from .modules.mobilevitv2 import MobileViTv2Block
+
+    return any(isinstance(m, (MobileViTBlock, MobileViTv2Block)) for m in model.modules())
+
+
 def mode_for(fmt: str, dynamic: bool, transformer: bool = False) -> ExportMode:
     """The :class:`ExportMode` for an Ultralytics ``format=`` and ``dynamic=`` pair."""
-    return ExportMode(static=not dynamic, four_d_patches=str(fmt).lower() in COREML_FORMATS, transformer=transformer)
+    return ExportMode(
+        static=not dynamic, four_d_patches=str(fmt).lower() in FOUR_D_PATCH_FORMATS, transformer=transformer
+    )
 
 
 def make_exporter_call(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,10 +161,11 @@ def openvino_head_scope(ov_model: Any) -> list[str]:
 
 
 def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``ultralytics.utils.export.openvino.torch2openvino`` (``format=openvino int8=True``): models with attention
-    are converted in float, then quantized by NNCF as a transformer (``ModelType.TRANSFORMER``: only weighted
-    MatMul/Conv inputs quantized, LayerNorm, softmax and residual adds left in float, SmoothQuant on the MatMuls;
-    per-channel weights), head in float as Ultralytics keeps it. Other models go through Ultralytics unchanged."""
+    """Wrap ``ultralytics.utils.export.openvino.torch2openvino`` (``format=openvino int8=True``): MobileViT models
+    (:func:`nncf_transformer`) are converted in float, then quantized by NNCF as a transformer
+    (``ModelType.TRANSFORMER``: only weighted MatMul/Conv inputs and attention's q, k, v quantized, LayerNorm, softmax
+    and residual adds left in float, SmoothQuant on the MatMuls; per-channel weights), head in float as Ultralytics
+    keeps it. Other models (Mobile-Former, MobileNets, stock YOLO) go through Ultralytics unchanged."""
 
     def torch2openvino(
         model: Any,
@@ -162,7 +177,7 @@ def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
         int8_detect: bool = False,
         prefix: str = "",
     ) -> Any:
-        if quantize != 8 or calibration_dataset is None or not has_attention(model):
+        if quantize != 8 or calibration_dataset is None or not nncf_transformer(model):
             return original(model, im, output_dir, dynamic, quantize, calibration_dataset, int8_detect, prefix)
         import nncf
         import openvino as ov

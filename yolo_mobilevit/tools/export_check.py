@@ -51,6 +51,18 @@ def calibrate(model: nn.Module, images: Path) -> None:
             branch[-1].bias.fill_(-3.0)
 
 
+def calibrated_checkpoint(config: str | Path, images: Path, path: Path) -> Path:
+    """Build ``config``, :func:`calibrate` it on the images under ``images`` and save it to ``path`` (a checkpoint
+    whose exports behave like a trained model's); returns ``path``."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(config))
+    calibrate(model.model, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
 def torch_output(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """The raw (decoded, before NMS) first output of ``model`` on ``x``, as exported models return it."""
     with torch.no_grad():
