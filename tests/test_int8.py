@@ -107,29 +107,6 @@ def onnx_int8_settings(path: Path) -> dict[str, int]:
     }
 
 
-@pytest.mark.slow
-def test_onnx_int8(checkpoint: Path):
-    """MobileViT gets the transformer-aware settings: per-channel weights; head, attention and normalization in
-    float. The MobileNet gets Ultralytics' (per-tensor weights, head convolutions in INT8). Measured on the MobileViT
-    with Ultralytics' settings instead: 211 per-tensor weights, 19 INT8 head convolutions and 27 of the 49 attention
-    MatMuls / LayerNorms / softmaxes reading INT8."""
-    path, log = export_int8(checkpoint, "onnx")
-    got = onnx_int8_settings(path)
-    print(checkpoint.stem, got)
-    assert got["int8 convs"] > 0, got
-    if checkpoint.stem == "mobilevit":
-        assert "transformer-aware" in log, log[-2000:]
-        assert got["per-channel weights"] > 0 and got["per-tensor weights"] == 0, got
-        assert got["int8 head convs"] == 0, got
-        assert got["attention/norm ops"] > 0 and got["int8 attention/norm ops"] == 0, got
-    else:
-        assert "transformer-aware" not in log, log[-2000:]
-        assert got["per-channel weights"] == 0 and got["per-tensor weights"] > 0, got
-        assert got["int8 head convs"] > 0, got
-        return  # val/predict of an INT8 file is the same path for both; checked once, on MobileViT
-    val_and_predict(path)
-
-
 def openvino_int8_settings(folder: Path) -> dict[str, int]:
     """What an INT8 OpenVINO IR quantized: convolutions reading INT8 (a FakeQuantize output), and LayerNorms (MVN),
     softmaxes and fused attention ops (ScaledDotProductAttention) reading INT8, seen through layout ops."""
@@ -158,19 +135,41 @@ def openvino_int8_settings(folder: Path) -> dict[str, int]:
     }
 
 
+def export_and_inspect(pt: Path, fmt: str) -> tuple[Path, dict[str, int]]:
+    """Export ``pt`` to INT8 ``fmt``; check the log names the plugin's settings exactly for MobileViT and that some
+    convolution reads INT8; return the exported file and what it quantized."""
+    path, log = export_int8(pt, fmt)
+    got = onnx_int8_settings(path) if fmt == "onnx" else openvino_int8_settings(path)
+    print(pt.stem, fmt, got)
+    marker = {"onnx": "transformer-aware", "openvino": "NNCF as a transformer"}[fmt]
+    assert (marker in log) == (pt.stem == "mobilevit"), log[-2000:]
+    assert got["int8 convs"] > 0, got
+    return path, got
+
+
+@pytest.mark.slow
+def test_onnx_int8(checkpoint: Path):
+    """MobileViT gets the transformer-aware settings: per-channel weights; head, attention and normalization in
+    float. The MobileNet gets Ultralytics' (per-tensor weights, head convolutions in INT8). Measured on the MobileViT
+    with Ultralytics' settings instead: 211 per-tensor weights, 19 INT8 head convolutions and 27 of the 49 attention
+    MatMuls / LayerNorms / softmaxes reading INT8."""
+    path, got = export_and_inspect(checkpoint, "onnx")
+    if checkpoint.stem == "mobilevit":
+        assert got["per-channel weights"] > 0 and got["per-tensor weights"] == 0, got
+        assert got["int8 head convs"] == 0, got
+        assert got["attention/norm ops"] > 0 and got["int8 attention/norm ops"] == 0, got
+        val_and_predict(path)  # the same path for every INT8 file: checked once, on MobileViT
+    else:
+        assert got["per-channel weights"] == 0 and got["per-tensor weights"] > 0, got
+        assert got["int8 head convs"] > 0, got
+
+
 @pytest.mark.slow
 def test_openvino_int8(checkpoint: Path):
     """NNCF quantizes the convolutions of both; for MobileViT (quantized as a transformer) no LayerNorm or softmax
     reads INT8. Measured on the MobileViT with Ultralytics' settings instead: 21 of its 22 LayerNorms / softmaxes read
     INT8. (The fused attention's q, k, v read INT8 with either setting: NNCF's transformer scheme quantizes them.)"""
-    folder, log = export_int8(checkpoint, "openvino")
-    got = openvino_int8_settings(folder)
-    print(checkpoint.stem, got)
-    assert got["int8 convs"] > 0, got
+    folder, got = export_and_inspect(checkpoint, "openvino")
     if checkpoint.stem == "mobilevit":
-        assert "NNCF as a transformer" in log, log[-2000:]
         assert got["norm/softmax ops"] > 0 and got["int8 norm/softmax ops"] == 0, got
-    else:
-        assert "NNCF as a transformer" not in log, log[-2000:]
-        return  # as in test_onnx_int8
-    val_and_predict(folder)
+        val_and_predict(folder)
