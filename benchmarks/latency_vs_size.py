@@ -27,7 +27,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from backbone_speed import onnx_session
 from int8_matrix import calibration_set
 
-RUNTIMES = ["torch", "onnxruntime", "openvino-int8"]
+RUNTIME_TEXT = {
+    "torch": f"PyTorch {torch.__version__} eager with Ultralytics fuse(), fp32",
+    "onnxruntime": "ONNX Runtime (graph traced at each size, opset 17), fp32",
+    "openvino-int8": "OpenVINO INT8 (one dynamic export per model, calibrated on 300 coco128 images; the CPU plugin's "
+    "default precision)",
+}
+RUNTIMES = list(RUNTIME_TEXT)
 
 MODELS = {
     "yolov8n": "yolov8n.yaml",
@@ -109,9 +115,9 @@ def main() -> None:
     lines = [
         (
             f"CPU latency (ms) vs imgsz (`python benchmarks/latency_vs_size.py --sizes {' '.join(map(str, args.sizes))} "
-            f"--runtimes {' '.join(args.runtimes)} --repeats {args.repeats}`): PyTorch {torch.__version__} eager with "
-            f"Ultralytics fuse() and ONNX Runtime (graph traced at each size, opset 17), fp32, OpenVINO INT8 (one dynamic "
-            f"export per model, calibrated on 300 coco128 images; the CPU plugin's default precision), batch 1, {threads} "
+            f"--runtimes {' '.join(args.runtimes)} --repeats {args.repeats}`): "
+            + "; ".join(RUNTIME_TEXT[r] for r in args.runtimes)
+            + f"; batch 1, {threads} "
             f"threads, 1 warm-up then median of {args.repeats} runs, every model and runtime interleaved at each size; "
             "random weights. Load average (1/5/15 min) after each size: "
             f"{'; '.join(' / '.join(f'{v:.1f}' for v in la) for la in loads)} (2 cores shared with other jobs)."

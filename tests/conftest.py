@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "cfg"
-DATASETS = Path(os.environ.get("YOLO_MOBILEVIT_DATASETS", REPO.parent / "shared" / "datasets"))
+SHARED_DATASETS = Path(os.environ.get("YOLO_MOBILEVIT_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def _private_copy(source: Path) -> Path:
+    """The datasets copied into a temporary folder of this process (without label caches), so the label caches
+    Ultralytics writes beside the labels never land in the shared folder; removed at exit."""
+    target = Path(tempfile.mkdtemp(prefix="yolo_mobilevit_datasets_"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.cache"), dirs_exist_ok=True)
+    return target
+
+
+DATASETS = _private_copy(SHARED_DATASETS)
+os.environ["YOLO_MOBILEVIT_DATASETS"] = str(DATASETS)  # subprocesses and `compare`'s default data read the copy too
 YOLO_BIN = Path(sys.executable).with_name("yolo")
 # the YOLOv8 / YOLO11 configs, and apart from them the YOLO26 ones (end-to-end heads; tests/test_yolo26.py)
 SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml") if not p.name.startswith("yolo26-"))

@@ -31,8 +31,9 @@ class ExportMode:
         shape arithmetic).
     four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle`` (:data:`FOUR_D_PATCH_FORMATS`), so
         patches are cut with reshapes and transposes of at most 4 dimensions instead.
-    transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so INT8 keeps LayerNorm, softmax and
-        the residual adds in float (:func:`make_onnx_int8_quantize`, :func:`make_torch2openvino`).
+    transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so ONNX Runtime INT8 keeps attention,
+        normalization and the head in float (:func:`make_onnx_int8_quantize`; OpenVINO decides by
+        :func:`nncf_transformer`).
     """
 
     static: bool = False
