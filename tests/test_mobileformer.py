@@ -352,17 +352,10 @@ def _onnx_vs_torch(onnx_file: Path, model: nn.Module, shapes: list[tuple[int, in
 
 
 @pytest.mark.slow
-def test_cli_onnx_export_matches_pytorch(trained):
-    from ultralytics import YOLO
-
-    yolo("export", f"model={trained}", "format=onnx", "imgsz=64", cwd=trained.parent)
-    _onnx_vs_torch(trained.with_suffix(".onnx"), YOLO(str(trained)).model, [(1, 64, 64)])
-
-
-@pytest.mark.slow
 def test_dynamic_onnx_export_runs_any_size(trained, tmp_path):
     """Dynamic batch and size; token-side Linears re-drawn large so attention and dynamic ReLUs are far from their
-    near-uniform / plain-ReLU start."""
+    near-uniform / plain-ReLU start. (The CLI's default export of Mobile-Former, in a fresh interpreter, is checked in
+    test_export.py; Mobile-Former has no static-only path.)"""
     from ultralytics import YOLO
 
     copy = tmp_path / "best.pt"
@@ -374,4 +367,4 @@ def test_dynamic_onnx_export_runs_any_size(trained, tmp_path):
             if isinstance(m, nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.3)
     onnx_file = model.export(format="onnx", imgsz=64, dynamic=True, verbose=False)
-    _onnx_vs_torch(Path(onnx_file), model.model, [(2, 352, 640), (1, 672, 672)])
+    _onnx_vs_torch(Path(onnx_file), model.model, [(1, 64, 64), (2, 352, 640), (1, 672, 672)])
