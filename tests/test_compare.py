@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CFG, dataset_yaml, run
+from conftest import CFG, dataset_yaml, python, run
 
 from yolo_mobilevit import cli
 from yolo_mobilevit.tools.compare import (
@@ -153,7 +153,7 @@ def test_peak_rss_is_what_the_runs_allocate(tmp_path: Path):
         "_, none, _ = time_and_peak_rss(lambda: None, repeats=2, warmup=1)\n"
         "print(f'RESULT {big} {none} {method}')\n"
     )
-    out = run([sys.executable, "-c", code], cwd=tmp_path).stdout
+    out = python(code, cwd=tmp_path).stdout
     big, none, method = out[out.index("RESULT ") + 7 :].strip().split(" ", 2)
     assert method == "VmHWM after clear_refs"  # Linux; elsewhere the lifetime peak (None when not above the baseline)
     assert 90 <= float(big) < 130, big  # pages the allocator already held count in the baseline

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CFG, run, train_args, yolo
+from conftest import CFG, python, train_args, yolo
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
@@ -331,7 +330,7 @@ def test_trained_checkpoint_reloads_in_fresh_process(trained):
         "y = m.model.float().eval()(torch.rand(1, 3, 96, 160)); "
         "print('OUT', tuple(y[0].shape), type(m.model.model[2]).__name__)"
     )
-    out = run([sys.executable, "-c", code], cwd=trained.parent).stdout
+    out = python(code, cwd=trained.parent).stdout
     assert "OUT (1, 84, 315) MobileFormerTokens" in out
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import CFG, DATASETS, YOLO_BIN, run, yolo
+from conftest import CFG, DATASETS, YOLO_BIN, python, yolo
 from ultralytics.cfg import get_cfg
 from ultralytics.data.build import build_dataloader
 
@@ -341,7 +339,7 @@ def test_resume_restores_the_schedule(data32: Path, tmp_path: Path):
         except KeyboardInterrupt:
             print("interrupted")
         """
-    first = run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path)
+    first = python(code, cwd=tmp_path)
     assert "interrupted" in first.stdout
     assert "epoch 1: 32 images in 7 batches" in "".join(_summaries(first.stdout + first.stderr))
     assert f"schedule {_expected(0)}" in "".join(_summaries(first.stdout + first.stderr))
