@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from ultralytics import YOLO
 from ultralytics.engine import exporter  # noqa: F401 (imported so the integration table's rows can be applied)
+from ultralytics.utils.export import litert as ul_litert  # noqa: F401
 from ultralytics.utils.export import onnx as ul_onnx  # noqa: F401
 from ultralytics.utils.export import openvino as ul_openvino  # noqa: F401
 
@@ -52,7 +53,11 @@ def calibration_set(coco128: Path, work: Path) -> Path:
 
 
 #: the integration table's INT8 rows: taken off for Ultralytics' own settings (the export-trace row stays on)
-INT8_ROWS = [p for p in integration.PATCHES if p.factory.endswith((":make_onnx_int8_quantize", ":make_torch2openvino"))]
+INT8_ROWS = [
+    p
+    for p in integration.PATCHES
+    if p.factory.endswith((":make_onnx_int8_quantize", ":make_torch2openvino", ":make_torch2litert"))
+]
 
 
 def patch(transformer_aware: bool) -> None:

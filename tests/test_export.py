@@ -1,17 +1,18 @@
-"""Export through the plain ``yolo export`` CLI (fresh interpreters) and compare every exported model's raw outputs
-with the PyTorch checkpoint it came from: one config per backbone family, TorchScript, ONNX (static, dynamic, default
-opset and 17) and OpenVINO. Then ``yolo predict`` / ``yolo val`` on the flagship's ONNX file against its ``.pt``."""
+"""Export in fresh interpreters (``YOLO.export``, what ``yolo export`` calls) and compare every exported model's raw
+outputs with the PyTorch checkpoint it came from: one config per backbone family, TorchScript, ONNX (static, dynamic,
+default opset and 17) and OpenVINO. Then predict / val on the flagship's ONNX file against its ``.pt``, and ``yolo
+benchmark`` through the CLI."""
 
 from __future__ import annotations
 
-import re
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CFG, dataset_yaml, yolo
+from conftest import CFG, dataset_yaml, python, yolo
 from torch import nn
 from ultralytics import YOLO
 
@@ -42,16 +43,41 @@ def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     )
 
 
-def export(pt: Path, name: str, fmt: str, **kwargs: object) -> Path:
-    """``yolo export`` of a copy of ``pt`` named ``name`` (once per checkpoint); returns the exported file."""
-    src = pt.with_name(f"{name}.pt")
-    suffix = {"torchscript": ".torchscript", "onnx": ".onnx"}.get(fmt)
-    out = src.with_suffix(suffix) if suffix else src.with_name(f"{name}_openvino_model") / f"{name}.xml"
-    if not out.exists():
-        shutil.copy(pt, src)
-        args = {"format": fmt, "imgsz": EXPORT_SIZE, "device": "cpu", **kwargs}  # kwargs may override imgsz
-        yolo("export", f"model={src}", *(f"{k}={v}" for k, v in args.items()), cwd=pt.parent)
-    return out
+#: every export the tests read, by name: ``yolo export`` arguments. The flagship gets all; other families ``FAMILY``.
+EXPORTS: dict[str, dict[str, object]] = {
+    "ts": {"format": "torchscript"},
+    "static": {"format": "onnx"},
+    "dynamic": {"format": "onnx", "dynamic": True},
+    "dynamic17": {"format": "onnx", "dynamic": True, "opset": 17},
+    "ov_static": {"format": "openvino"},
+    "ov": {"format": "openvino", "dynamic": True},
+}
+FAMILY = ("ts", "dynamic")
+
+
+def exported_file(pt: Path, name: str) -> Path:
+    suffix = {"torchscript": ".torchscript", "onnx": ".onnx"}.get(EXPORTS[name]["format"])
+    return pt.with_name(f"{name}{suffix}") if suffix else pt.with_name(f"{name}_openvino_model") / f"{name}.xml"
+
+
+def export(pt: Path, name: str) -> Path:
+    """The export ``name`` of ``pt``. The first call for ``pt`` makes every export its family's tests read, each from a
+    copy of ``pt`` named after it, in one fresh interpreter (``YOLO.export``, which ``yolo export`` calls; the CLI
+    itself runs in ``test_yolo_benchmark_completes``)."""
+    names = list(EXPORTS) if pt.stem in FLAGSHIP else FAMILY
+    if not exported_file(pt, name).exists():
+        for n in names:
+            shutil.copy(pt, pt.with_name(f"{n}.pt"))
+        arguments = {n: {"imgsz": EXPORT_SIZE, "device": "cpu", **EXPORTS[n]} for n in names}
+        python(
+            f"""
+            from ultralytics import YOLO
+            for name, arguments in {arguments!r}.items():
+                YOLO(f"{{name}}.pt").export(**arguments)
+            """,
+            cwd=pt.parent,
+        )
+    return exported_file(pt, name)
 
 
 def reference(pt: Path) -> nn.Module:
@@ -89,7 +115,7 @@ def check(label: str, fmt: str, got: np.ndarray, expected: np.ndarray, side: int
 
 @pytest.mark.parametrize("checkpoint", ALL, indirect=True)
 def test_torchscript(checkpoint: Path):
-    ts = export(checkpoint, "ts", "torchscript")
+    ts = export(checkpoint, "ts")
     x = image(EXPORT_SIZE, EXPORT_SIZE)
     expected = torch_output(reference(checkpoint), x)
     check(f"{checkpoint.stem} torchscript", "torchscript", run_torchscript(ts, x), expected, EXPORT_SIZE)
@@ -97,7 +123,7 @@ def test_torchscript(checkpoint: Path):
 
 @pytest.mark.parametrize("checkpoint", FLAGSHIP, indirect=True)
 def test_onnx_static(checkpoint: Path):
-    onnx = export(checkpoint, "static", "onnx")
+    onnx = export(checkpoint, "static")
     x = image(EXPORT_SIZE, EXPORT_SIZE)
     expected = torch_output(reference(checkpoint), x)
     check(f"{checkpoint.stem} onnx static", "onnx", run_onnx(onnx, x), expected, EXPORT_SIZE)
@@ -107,7 +133,7 @@ def test_onnx_static(checkpoint: Path):
     ("checkpoint", "opset"), [*((f, None) for f in ALL), ("mobilevit", 17)], indirect=["checkpoint"]
 )
 def test_onnx_dynamic(checkpoint: Path, opset: int | None):
-    onnx = export(checkpoint, f"dynamic{opset or ''}", "onnx", dynamic=True, **({"opset": opset} if opset else {}))
+    onnx = export(checkpoint, f"dynamic{opset or ''}")
     model = reference(checkpoint)
     for h, w in DYNAMIC_SIZES:
         x = image(h, w)
@@ -122,9 +148,9 @@ def test_openvino(checkpoint: Path):
     reshapes at fixed shapes.)"""
     model = reference(checkpoint)
     x = image(EXPORT_SIZE, EXPORT_SIZE)
-    xml = export(checkpoint, "ov_static", "openvino")
+    xml = export(checkpoint, "ov_static")
     check(f"{checkpoint.stem} openvino static", "openvino", run_openvino(xml, x), torch_output(model, x), EXPORT_SIZE)
-    xml = export(checkpoint, "ov", "openvino", dynamic=True)
+    xml = export(checkpoint, "ov")
     for h, w in [(EXPORT_SIZE, EXPORT_SIZE), (160, 160)]:
         x = image(h, w)
         label = f"{checkpoint.stem} openvino dynamic {h}x{w}"
@@ -156,45 +182,54 @@ def assert_same_detections(image: str, rows: np.ndarray, other: np.ndarray, tol:
 
 @pytest.mark.parametrize("checkpoint", FLAGSHIP, indirect=True)
 def test_flagship_onnx_predicts_and_validates_like_pt(checkpoint: Path):
-    """Same detections (class, box to 1e-3 of the image side, confidence to 1e-3) and the same val metrics line."""
-    onnx = export(checkpoint, "dynamic", "onnx", dynamic=True)
+    """Same detections (class, box to 1e-3 of the image side, confidence to 1e-3), and the same val metrics (to 0.01;
+    measured: up to 0.003 of an mAP50 of 0.11, as near-tied low-confidence boxes of random weights swap matches) on the
+    coco8 val images labelled with the .pt's own val detections at conf 0.25 (random weights score 0 on the real
+    labels, which would compare nothing). Ultralytics' predictor and validator in one fresh interpreter (the CLI calls
+    the same)."""
+    onnx = export(checkpoint, "dynamic")
     root = checkpoint.parent
     images = dataset_yaml("coco8").parent / "images" / "val"
-    common = ["imgsz=160", "device=cpu", f"project={root}", "exist_ok=True"]
-    detections, metrics = {}, {}
-    for weights in (checkpoint, onnx):
-        name = weights.suffix[1:]
-        yolo(
-            "predict",
-            f"model={weights}",
-            f"source={images}",
-            "conf=0.25",
-            "save_txt=True",
-            "save_conf=True",
-            "save=False",
-            f"name=predict_{name}",
-            *common,
-            cwd=root,
-        )
-        detections[name] = read_labels(root / f"predict_{name}" / "labels")
-        out = yolo(
-            "val",
-            f"model={weights}",
-            f"data={dataset_yaml('coco8')}",
-            "batch=4",
-            "plots=False",
-            f"name=val_{name}",
-            *common,
-            cwd=root,
-        )
-        metrics[name] = re.search(r"^\s+all\s+(.*)$", out.stdout + out.stderr, re.MULTILINE).group(1).split()
+    out = python(
+        f"""
+        import json, shutil
+        from pathlib import Path
+        from ultralytics import YOLO
+        root = Path({str(root)!r})
+        common = dict(imgsz=160, device="cpu", project=str(root), exist_ok=True, verbose=False)
+        models = {{"pt": YOLO({str(checkpoint)!r}), "onnx": YOLO({str(onnx)!r}, task="detect")}}
+        for name, model in models.items():
+            model.predict({str(images)!r}, conf=0.25, save_txt=True, save_conf=True, save=False,
+                          name=f"predict_{{name}}", **common)
+        models["pt"].val(data={str(dataset_yaml("coco8"))!r}, conf=0.25, save_txt=True, plots=False, name="val_labels",
+                         **common)
+        pseudo = root / "pseudo"
+        shutil.copytree({str(images)!r}, pseudo / "images", dirs_exist_ok=True)
+        shutil.copytree(root / "val_labels" / "labels", pseudo / "labels", dirs_exist_ok=True)
+        names = json.dumps(list(models["pt"].names.values()))
+        (pseudo / "data.yaml").write_text(f"path: {{pseudo}}\\ntrain: images\\nval: images\\nnames: {{names}}\\n")
+        for name, model in models.items():
+            metrics = model.val(data=str(pseudo / "data.yaml"), batch=4, plots=False, name=f"val_{{name}}", **common)
+            print("METRICS", name, json.dumps(metrics.results_dict))
+        """,
+        cwd=root,
+    )
+    metrics = {
+        line.split()[1]: json.loads(line.split(maxsplit=2)[2])
+        for line in out.stdout.splitlines()
+        if line.startswith("METRICS")
+    }
+    detections = {name: read_labels(root / f"predict_{name}" / "labels") for name in ("pt", "onnx")}
     assert sum(map(len, detections["pt"].values())) > 0, "the .pt predicted nothing: the comparison would be empty"
     assert detections["pt"].keys() == detections["onnx"].keys()
     for key, rows in detections["pt"].items():
         assert_same_detections(key, rows, detections["onnx"][key])
     print(f"predict: {sum(map(len, detections['pt'].values()))} detections matched")
     print(f"val .pt {metrics['pt']} / .onnx {metrics['onnx']}")
-    assert metrics["pt"] == metrics["onnx"], f"val: {metrics['pt']} (.pt) vs {metrics['onnx']} (.onnx)"
+    assert metrics["pt"]["metrics/mAP50(B)"] > 0.01, metrics["pt"]  # else the comparison below compares zeros
+    assert metrics["pt"].keys() == metrics["onnx"].keys()
+    for key, value in metrics["pt"].items():
+        assert abs(metrics["onnx"][key] - value) <= 0.01, f"val {key}: {value} (.pt) vs {metrics['onnx'][key]} (.onnx)"
 
 
 @pytest.mark.parametrize("checkpoint", FLAGSHIP, indirect=True)

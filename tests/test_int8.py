@@ -1,18 +1,22 @@
 """INT8 through the plain ``yolo export ... int8=True`` CLI (fresh interpreters): models with attention get the
 plugin's transformer-aware settings (ONNX Runtime: per-channel weights, attention, normalization and head in float;
-OpenVINO: NNCF ``ModelType.TRANSFORMER``, head in float), CNN-only models keep Ultralytics' own, and the INT8 files
-run through Ultralytics' ``yolo val`` and ``yolo predict``."""
+OpenVINO: NNCF ``ModelType.TRANSFORMER``, head in float; LiteRT: only the weighted ops in INT8, head in float),
+CNN-only models keep Ultralytics' own, and the INT8 files run through Ultralytics' ``yolo val`` and
+``yolo predict``. (litert-torch is not a test dependency: the LiteRT rules are checked against a stand-in quantizer
+and op scopes recorded from a real export, and end to end by ``benchmarks/int8_matrix.py --formats tflite``.)"""
 
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from conftest import CFG, dataset_yaml, yolo
 from ultralytics import YOLO
 
-from yolo_mobilevit.export import has_attention, nncf_transformer
+from yolo_mobilevit.export import has_attention, litert_head_scope, make_torch2litert, nncf_transformer
 from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
 IMGSZ = 64
@@ -42,6 +46,75 @@ def test_which_models_get_the_transformer_settings(config: str, attention: bool,
     MobileViT v1/v2 as a transformer."""
     model = YOLO(str(CFG / config) if config.startswith("yolov8n-") else config).model
     assert (has_attention(model), nncf_transformer(model)) == (attention, as_transformer)
+
+
+# LiteRT op scopes (``ai_edge_quantizer``'s ``get_op_scope``) from a ``format=tflite`` export of the trained
+# yolo26n-mobilevit-xxs: litert-torch names each op after its module path
+_ROOT = "ultralytics.utils.export.engine._NormalizeCoords/ultralytics.nn.tasks.DetectionModel_model/"
+LITERT_SCOPES = {
+    "softmax": _ROOT + "yolo_mobilevit.modules.mobilevit.MobileViTStage_3/torch.nn.modules.container."
+    "Sequential_blocks/yolo_mobilevit.modules.mobilevit.MobileViTBlock_0/torch.nn.modules.container.Sequential_"
+    "transformer/yolo_mobilevit.modules.mobilevit.TransformerLayer_0/yolo_mobilevit.modules.mobilevit."
+    "MultiHeadSelfAttention_attn;11;",
+    "stem conv": _ROOT + "yolo_mobilevit.modules.layers.ConvBNAct_0/torch.nn.modules.conv.Conv2d_conv;4;",
+    "head conv": _ROOT + "ultralytics.nn.modules.head.Detect_20/torch.nn.modules.container.Sequential_0/"
+    "ultralytics.nn.modules.conv.Conv_0/torch.nn.modules.conv.Conv2d_conv;;",
+}
+
+
+def test_litert_head_scope_selects_the_head_only():
+    head = litert_head_scope(YOLO(str(CFG / "yolo26n-mobilevit-xxs.yaml")).model)
+    assert [name for name, scope in LITERT_SCOPES.items() if re.search(head, scope)] == ["head conv"]
+
+
+def test_litert_wrapper_adds_the_rules_before_calibration(monkeypatch: pytest.MonkeyPatch):
+    """Against a stand-in ``ai_edge_quantizer`` (litert-torch is not installed here): a MobileViT static INT8 export
+    calibrates with the rules added after Ultralytics' recipe (all float, then the weighted ops INT8 with the recipe's
+    own configuration, then the head float), the stock ``Quantizer`` comes back afterwards, and other models or
+    schemes reach Ultralytics' function untouched."""
+    rules: list[tuple[str, str, str]] = []
+
+    class Quantizer:
+        def get_quantization_recipe(self) -> list[dict]:
+            return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max", "op_config": {"bits": 8}}]
+
+        def update_quantization_recipe(self, regex: str, op: str, config: object = None, algorithm_key: str = ""):
+            rules.append((regex, op, algorithm_key))
+
+        def calibrate(self, data: dict) -> str:
+            return "calibrated"
+
+    package = types.ModuleType("ai_edge_quantizer")
+    package.quantizer = types.SimpleNamespace(Quantizer=Quantizer)
+    package.qtyping = types.SimpleNamespace(
+        TFLOperationName=lambda op: op, OpQuantizationConfig=types.SimpleNamespace(from_dict=dict)
+    )
+    package.qtyping.TFLOperationName.ALL_SUPPORTED = "*"
+    monkeypatch.setitem(sys.modules, "ai_edge_quantizer", package)
+    monkeypatch.setitem(sys.modules, "ai_edge_quantizer.algorithm_manager",
+                        types.SimpleNamespace(AlgorithmName=types.SimpleNamespace(NO_QUANTIZE="no_quantize")))  # fmt: skip
+    monkeypatch.setattr("ultralytics.utils.checks.check_requirements", lambda *a, **k: True)
+
+    def ultralytics_torch2litert(model, im, file, quantize=None, calibration_dataset=None, metadata=None, prefix=""):
+        return package.quantizer.Quantizer().calibrate({})  # what Ultralytics does after loading its recipe
+
+    wrapped = make_torch2litert(ultralytics_torch2litert)
+    flagship = YOLO(str(CFG / "yolov8n-mobilevit.yaml")).model
+    assert wrapped(flagship, None, "f.tflite", 8, []) == "calibrated"
+    assert rules == [
+        (".*", "*", "no_quantize"),
+        (".*", "FULLY_CONNECTED", "min_max"),
+        (".*", "CONV_2D", "min_max"),
+        (".*", "DEPTHWISE_CONV_2D", "min_max"),
+        (litert_head_scope(flagship), "*", "no_quantize"),
+    ]
+    assert package.quantizer.Quantizer is Quantizer
+    rules.clear()
+    mobilenet = YOLO(str(CFG / "yolov8n-mobilenetv3-large.yaml")).model
+    assert (
+        wrapped(mobilenet, None, "f.tflite", 8, []) == wrapped(flagship, None, "f.tflite", "w8a16", []) == "calibrated"
+    )
+    assert rules == []
 
 
 def export_int8(pt: Path, fmt: str) -> tuple[Path, str]:

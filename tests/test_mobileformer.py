@@ -365,5 +365,6 @@ def test_dynamic_onnx_export_runs_any_size(trained, tmp_path):
         for m in model.model.modules():
             if isinstance(m, nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.3)
-    onnx_file = model.export(format="onnx", imgsz=64, dynamic=True, verbose=False)
+    # not slimmed: onnxslim takes 16 of Mobile-Former's 25 s export, and test_export checks the slimmed graph
+    onnx_file = model.export(format="onnx", imgsz=64, dynamic=True, simplify=False, verbose=False)
     _onnx_vs_torch(Path(onnx_file), model.model, [(1, 64, 64), (2, 352, 640), (1, 672, 672)])

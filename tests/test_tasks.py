@@ -1,7 +1,8 @@
 """Every Ultralytics task (segment, pose, obb, classify) on every backbone family, through the plain `yolo` CLI.
 
-One representative backbone per task trains 1 epoch on the matching offline dataset, then validates and predicts
-from best.pt in fresh processes; every other (family, task) config builds, infers its task and runs one forward.
+One representative backbone per task trains 1 epoch on the matching offline dataset (training ends by validating
+best.pt, whose metrics line is checked), then predicts from best.pt in a fresh process; every other (family, task)
+config builds, infers its task and runs one forward.
 """
 
 from __future__ import annotations
@@ -90,12 +91,20 @@ def test_classifier_outputs_follow_ultralytics_classify():
         Classifier(96, 128, nc=5, conv=False)
 
 
-def _val_and_predict(task: str, best: Path, data: str | Path, source: Path, tmp: Path, imgsz: int) -> str:
-    out = yolo(task, "val", f"model={best}", f"data={data}", "name=val", *common(tmp, imgsz), cwd=tmp)
-    yolo("predict", f"model={best}", f"source={source}", "save=True", "name=predict", *common(tmp, imgsz), cwd=tmp)
+def train(word: list[str], model: Path, data: str | Path, tmp: Path) -> tuple[str, Path]:
+    """``yolo [task] train`` for 1 epoch; returns the log of its final validation of best.pt, and best.pt."""
+    out = yolo(*word, "train", *train_args(model, data, tmp), cwd=tmp)
+    best = tmp / "train" / "weights" / "best.pt"
+    log = out.stdout + out.stderr
+    assert best.is_file() and f"Validating {best}" in log
+    return log.split(f"Validating {best}")[-1], best
+
+
+def predict(best: Path, source: Path, tmp: Path) -> None:
+    """``yolo predict`` from best.pt in a fresh process: one saved result per source image."""
+    yolo("predict", f"model={best}", f"source={source}", "save=True", "name=predict", *common(tmp, 64), cwd=tmp)
     images = sorted(p.stem for p in source.iterdir() if p.is_file())
     assert images and sorted(p.stem for p in (tmp / "predict").iterdir() if p.is_file()) == images
-    return out.stdout + out.stderr
 
 
 # (task, family, pass the task word to `yolo train`)
@@ -106,12 +115,9 @@ END_TO_END = [("seg", "mobilevit", True), ("pose", "mobilenetv3-large", False), 
 @pytest.mark.parametrize(("task", "family", "task_word"), END_TO_END)
 def test_dense_task_trains_validates_and_predicts(task: str, family: str, task_word: bool, tmp_path: Path):
     data = dataset_yaml(DATA[task])
-    word = [TASKS[task]] if task_word else []
-    yolo(*word, "train", *train_args(config(family, task), data, tmp_path), cwd=tmp_path)
-    best = tmp_path / "train" / "weights" / "best.pt"
-    assert best.is_file()
-    log = _val_and_predict(TASKS[task], best, data, data.parent / "images" / "val", tmp_path, 64)
+    log, best = train([TASKS[task]] if task_word else [], config(family, task), data, tmp_path)
     assert {"seg": "Mask(P", "pose": "Pose(P", "obb": "mAP50-95"}[task] in log
+    predict(best, data.parent / "images" / "val", tmp_path)
 
 
 @pytest.mark.slow
@@ -120,11 +126,9 @@ def test_classify_trains_validates_and_predicts(tmp_path: Path):
     data = DATASETS / "imagenet10"
     if not (data / "train").is_dir():
         pytest.fail(f"dataset {data} not found; set YOLO_MOBILEVIT_DATASETS to the folder holding imagenet10/")
-    yolo("classify", "train", *train_args(config("mobilevit", "cls"), data, tmp_path), cwd=tmp_path)
-    best = tmp_path / "train" / "weights" / "best.pt"
-    source = next(p for p in (data / "val").iterdir() if p.is_dir())
-    log = _val_and_predict("classify", best, data, source, tmp_path, 64)
+    log, best = train(["classify"], config("mobilevit", "cls"), data, tmp_path)
     assert "top1_acc" in log and "top5_acc" in log
+    predict(best, next(p for p in (data / "val").iterdir() if p.is_dir()), tmp_path)
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
     head = ckpt["model"].model[-1]
     assert isinstance(head, Classifier) and head.fc.out_features == 10

@@ -12,7 +12,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import CFG, YOLO26_CONFIGS, dataset_yaml, train_args, yolo
+from conftest import CFG, YOLO26_CONFIGS, dataset_yaml, python, train_args, yolo
 from ultralytics import YOLO
 from ultralytics.cfg import get_cfg
 
@@ -128,15 +128,23 @@ def test_scale_s_doubles_widths(scale: str):
 
 @pytest.mark.slow
 def test_trains_validates_predicts_and_exports_nms_free(tmp_path: Path):
-    """The plain CLI on coco8: train, val and predict, and an NMS-free ONNX of shape (1, 300, 6)."""
+    """The plain CLI on coco8 trains; then, in one fresh interpreter, val and predict with ``nms=False`` and an NMS-free
+    ONNX of shape (1, 300, 6)."""
     data = dataset_yaml("coco8")
-    common = ["imgsz=64", "batch=4", "device=cpu", f"project={tmp_path}", "exist_ok=True"]
     yolo(*train_args(lettered("yolo26-mobilevitv2-050.yaml"), tmp_path), cwd=tmp_path)
     best = tmp_path / "train" / "weights" / "best.pt"
-    yolo("val", f"model={best}", f"data={data}", "nms=False", "name=val", *common, cwd=tmp_path)
     source = data.parent / "images" / "val"
-    yolo("predict", f"model={best}", f"source={source}", "nms=False", "name=pred", *common, cwd=tmp_path)
+    python(
+        f"""
+        from ultralytics import YOLO
+        common = dict(imgsz=64, batch=4, device="cpu", project={str(tmp_path)!r}, exist_ok=True, nms=False)
+        model = YOLO({str(best)!r})
+        model.val(data={str(data)!r}, name="val", **common)
+        model.predict({str(source)!r}, name="pred", save=True, **common)
+        model.export(format="onnx", imgsz=160, nms=False)
+        """,
+        cwd=tmp_path,
+    )
     assert len(list((tmp_path / "pred").glob("*.jpg"))) == len(list(source.glob("*.jpg")))
-    yolo("export", f"model={best}", "format=onnx", "imgsz=160", "nms=False", cwd=tmp_path)
     session = ort.InferenceSession(str(best.with_suffix(".onnx")))
     assert [tuple(o.shape) for o in session.get_outputs()] == [(1, 300, 6)]

@@ -5,13 +5,14 @@ A traced graph records every size the forward pass reads as a graph op, so a mod
 whether the export will be fixed-size (``dynamic=False``) or must serve every size. :func:`make_exporter_call` wraps
 ``Exporter.__call__`` and states it in an :class:`ExportMode` for the duration of the export; the MobileViT blocks
 read it with :func:`export_mode` (``None`` outside an Ultralytics export: the graph then stays valid for every size,
-as before). The INT8 wrappers give the hybrid transformers the quantization settings they need (see
-:func:`transformer_ignored_ops`).
+as before). The INT8 wrappers give the hybrid transformers the quantization settings they need (ONNX Runtime:
+:func:`onnx_float_nodes`; OpenVINO: :func:`make_torch2openvino`; LiteRT: :func:`transformer_aware_recipe`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -201,3 +202,74 @@ def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
         return ov_model
 
     return torch2openvino
+
+
+#: LiteRT ops that keep INT8 in a model with attention (the weighted ones); every other op stays float
+LITERT_QUANTIZED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def litert_head_scope(model: Any) -> str:
+    """The regex of ``model``'s detection head in LiteRT op scopes: litert-torch names each op after its module path,
+    one ``package.module.Class_attribute`` per level (``...DetectionModel_model/ultralytics.nn.modules.head.Detect_20/
+    ...``)."""
+    head = type(model.model[-1])
+    return re.escape(f"{head.__module__}.{head.__qualname__}_")
+
+
+def transformer_aware_recipe(quantizer: Any, head: str) -> None:
+    """Replace the static INT8 recipe loaded in an ``ai_edge_quantizer.Quantizer`` (Ultralytics' ``static_wi8_ai8``,
+    per-channel weights) by the settings of :func:`onnx_float_nodes`: only :data:`LITERT_QUANTIZED_OPS` in INT8, with
+    the recipe's own configuration; LayerNorm, softmax, attention's activation-by-activation matmuls, residual adds,
+    activations and the whole ``head`` in float (later rules win)."""
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    ops = qtyping.TFLOperationName
+    (base,) = [r for r in quantizer.get_quantization_recipe() if r["regex"] == ".*" and r["operation"] == "*"]
+    quantizer.update_quantization_recipe(".*", ops.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    for op in LITERT_QUANTIZED_OPS:
+        config = qtyping.OpQuantizationConfig.from_dict(base["op_config"])
+        quantizer.update_quantization_recipe(".*", ops(op), config, algorithm_key=base["algorithm_key"])
+    quantizer.update_quantization_recipe(head, ops.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
+
+
+def make_torch2litert(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``ultralytics.utils.export.litert.torch2litert`` (``format=tflite int8=True``): for models with attention,
+    static INT8 of the weighted ops only (:func:`transformer_aware_recipe`); other models (and ``w8a16``/``w8a32``)
+    get Ultralytics' settings unchanged. The rules join Ultralytics' recipe just before calibration, through a
+    ``Quantizer`` subclass that stands in for ai_edge_quantizer's during this call only."""
+
+    def torch2litert(
+        model: Any,
+        im: Any,
+        file: Any,
+        quantize: Any = None,
+        calibration_dataset: Any = None,
+        metadata: Any = None,
+        prefix: str = "",
+    ) -> str:
+        if quantize != 8 or not has_attention(model):
+            return original(model, im, file, quantize, calibration_dataset, metadata, prefix)
+        from ultralytics.utils import LOGGER
+        from ultralytics.utils.checks import check_requirements
+
+        check_requirements("ai-edge-quantizer>=0.10.0")  # as Ultralytics checks it, but before the subclass needs it
+        from ai_edge_quantizer import quantizer
+
+        head = litert_head_scope(model)
+        stock = quantizer.Quantizer
+
+        class TransformerAwareQuantizer(stock):
+            def calibrate(self, *args: Any, **kwargs: Any) -> Any:
+                transformer_aware_recipe(self, head)
+                return super().calibrate(*args, **kwargs)
+
+        LOGGER.info(f"{prefix} quantizing INT8 transformer-aware: only {', '.join(LITERT_QUANTIZED_OPS)} in INT8 "
+                    "(per-channel weights); normalization, attention, activations and head in float...")  # fmt: skip
+        quantizer.Quantizer = TransformerAwareQuantizer
+        try:
+            return original(model, im, file, quantize, calibration_dataset, metadata, prefix)
+        finally:
+            quantizer.Quantizer = stock
+
+    return torch2litert

@@ -39,8 +39,9 @@ class Patch:
 
 _TASKS, _CFG = "ultralytics.nn.tasks", "ultralytics.cfg"
 _TRAINER, _DETECT_TRAINER = "ultralytics.engine.trainer", "ultralytics.models.yolo.detect.train"
-_EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO = (
-    "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino")  # fmt: skip
+_EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
+    "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino",
+    "ultralytics.utils.export.litert")  # fmt: skip
 
 #: Every patch the plugin makes, in the order they are applied within a module.
 PATCHES: tuple[Patch, ...] = (
@@ -78,6 +79,8 @@ PATCHES: tuple[Patch, ...] = (
           "transformer-aware ONNX Runtime INT8: per-channel weights; attention, normalization and head in float"),
     Patch(_EXPORT_OPENVINO, "torch2openvino", "yolo_mobilevit.export:make_torch2openvino",
           "NNCF ModelType.TRANSFORMER INT8 for MobileViT v1/v2 (Mobile-Former measured worse), head in float"),
+    Patch(_EXPORT_LITERT, "torch2litert", "yolo_mobilevit.export:make_torch2litert",
+          "transformer-aware LiteRT INT8: only weighted ops INT8 (per-channel); attention, normalization, head in float"),
 )  # fmt: skip
 
 #: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
