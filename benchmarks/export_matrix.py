@@ -3,6 +3,7 @@ run the exported file through Ultralytics' AutoBackend (what `yolo predict` uses
 PyTorch's. Writes a markdown table; the README's export table quotes it.
 
     python benchmarks/export_matrix.py --formats ncnn mnn coreml --out benchmarks/results/export_matrix.md
+    python benchmarks/export_matrix.py --formats mnn --args int8=True    # quantized variants: key=value for export
 
 The toolchains are not dependencies of the plugin: `pip install ncnn pnnx MNN coremltools` first. The checkpoints
 are random-init models calibrated as tests/test_export.py calibrates them (``yolo_mobilevit.tools.export_check``: BN
@@ -24,7 +25,7 @@ import torch
 from ultralytics import YOLO
 
 from yolo_mobilevit.tools.compare import offline_dataset
-from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, torch_output
+from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, resized, torch_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ SUFFIX = {
     "ncnn": "_ncnn_model",
     "mnn": ".mnn",
     "coreml": ".mlpackage",
+    "coreai": ".aimodel",
     "tflite": ".tflite",
     "paddle": "_paddle_model",
     "executorch": "_executorch_model",
@@ -39,6 +41,9 @@ SUFFIX = {
     "tfjs": "_web_model",
     "imx": "_imx_model",
     "rknn": "_rknn_model",
+    "deepx": "_deepx_model",
+    "qnn": "_qnn.onnx",
+    "xilinx": "_xilinx_model",
 }
 
 
@@ -56,14 +61,26 @@ def run_backend(path: Path, x: torch.Tensor) -> np.ndarray:
     return y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
 
 
-def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
+def shown(arg: str) -> str:
+    """A ``key=value`` export argument as the table shows it: a path value by its file name only."""
+    key, _, value = arg.partition("=")
+    return f"{key}={Path(value).name}" if "/" in value else arg
+
+
+def measure(
+    family: str, fmt: str, imgsz: int, work: Path, extra: tuple[str, ...] = (), image: Path | None = None
+) -> dict[str, str]:
+    """Export ``family``'s calibrated checkpoint to ``fmt`` with ``extra`` ``key=value`` export arguments and compare
+    its AutoBackend output with PyTorch's on ``image`` (else seeded uniform noise): a table row."""
+    label = " ".join((fmt, *(shown(a) for a in extra)))
     pt = work / f"{family}.pt"
     if not pt.exists():
-        calibrated_checkpoint(ROOT / "cfg" / FAMILIES[family], offline_dataset("coco8") / "images", pt)
+        config = ROOT / "cfg" / FAMILIES[family] if family in FAMILIES else f"{family}.yaml"  # else stock YOLO
+        calibrated_checkpoint(config, offline_dataset("coco8") / "images", pt)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("yolo")), "export", f"model={pt}", f"format={fmt}", f"imgsz={imgsz}",
-         "device=cpu"],
+         "device=cpu", *extra],
         cwd=work, capture_output=True, text=True, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - start
@@ -71,17 +88,20 @@ def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
     if proc.returncode != 0 or not out.exists():
         lines = (proc.stdout + proc.stderr).splitlines()
         reason = next((ln for ln in reversed(lines) if "rror" in ln and "_pytree" not in ln), "no file")
-        return {"family": family, "format": fmt, "export": f"fails: {reason.strip()[:160]}"}
-    x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+        return {"family": family, "format": label, "export": f"fails: {reason.strip()[:160]}"}
+    if image is None:
+        x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+    else:
+        x = resized(image, imgsz)[None]
     expected = torch_output(YOLO(str(pt)).model.float().eval(), x)
     try:
         got = run_backend(out, x)
     except Exception as e:  # noqa: BLE001 (any runtime failure is a result to report, not a reason to stop)
-        return {"family": family, "format": fmt, "export": f"ok ({seconds:.0f} s)", "run": f"fails: {e}"[:160]}
+        return {"family": family, "format": label, "export": f"ok ({seconds:.0f} s)", "run": f"fails: {e}"[:160]}
     box, score = errors(got, expected)
     return {
         "family": family,
-        "format": fmt,
+        "format": label,
         "export": f"ok ({seconds:.0f} s)",
         "run": "ok",
         "box err (px)": f"{box:.2e}",
@@ -92,15 +112,30 @@ def measure(family: str, fmt: str, imgsz: int, work: Path) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--formats", nargs="+", default=["ncnn", "mnn", "coreml"])
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES))
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=list(FAMILIES),
+        help=f"{', '.join(FAMILIES)}, or a stock Ultralytics model with a Detect head (yolov8n, yolo11n) as the control",
+    )
     parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--args", nargs="*", default=[], help="extra key=value export arguments, e.g. int8=True")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        help="compare on this image instead of noise (INT8 exports: noise lies outside the calibrated ranges)",
+    )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--append", action="store_true", help="add this run's table to --out instead of replacing it")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="export_matrix_"))
-    rows = [measure(f, fmt, args.imgsz, work) for fmt in args.formats for f in args.families]
+    rows = [
+        measure(f, fmt, args.imgsz, work, tuple(args.args), args.image) for fmt in args.formats for f in args.families
+    ]
     cols = ["family", "format", "export", "run", "box err (px)", "score err"]
     lines = [
-        f"Export matrix at imgsz {args.imgsz} (torch {torch.__version__}; `{' '.join(sys.argv)}`)",
+        f"Export matrix at imgsz {args.imgsz} (torch {torch.__version__}; `{' '.join(map(shown, sys.argv))}`)",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
@@ -109,7 +144,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        previous = args.out.read_text() + "\n" if args.append and args.out.exists() else ""
+        args.out.write_text(previous + text)
     shutil.rmtree(work, ignore_errors=True)
 
 
