@@ -8,7 +8,8 @@
 # Toolchain pins clash, so each runs from the python of a venv of its own (the results file lists their packages):
 # PY (default .venv/bin/python: the project with MNN, coreai-torch and dx-com), QNN_PY (onnxruntime-qnn instead of
 # onnxruntime), QUARK_PY (amd-quark), RKNN_PY (rknn-toolkit2 2.3.2, numpy 1.26). DATASETS: a writable copy of
-# ../shared/datasets (INT8 calibration writes label caches beside the labels).
+# ../shared/datasets (INT8 calibration writes label caches beside the labels). OUT is rewritten: the notes under the
+# tables in the committed results file (setup, failure causes from the export logs) are written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
