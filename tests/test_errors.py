@@ -8,7 +8,6 @@ import pytest
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_mobilevit.integration import YamlRowError
-from yolo_mobilevit.versions import is_supported
 
 HEAD = """
 head:
@@ -94,14 +93,6 @@ def test_undefined_scale_letter(tmp_path):
     lettered = cfg.with_name("yolov8x-mobilevit-custom.yaml")
     with pytest.raises(YamlRowError, match=r"scale 'x' \(from the file name\) is not defined .* defines \['n'\]"):
         DetectionModel(str(lettered), verbose=False)
-
-
-@pytest.mark.parametrize(
-    ("version", "supported"),
-    [("8.3.253", False), ("8.4.0", True), ("8.4.100", True), ("8.4.190", True), ("8.4.191", False), ("9.0.0", False)],
-)
-def test_supported_range_boundaries(version, supported):
-    assert is_supported(version) is supported
 
 
 def test_width_not_multiple_of_8_builds_exactly(tmp_path):

@@ -333,27 +333,6 @@ def make_parse_model(original: Any) -> Any:
     return parse_model
 
 
-def make_unsupported_guard(original: Any) -> Any:
-    """``parse_model`` for an Ultralytics outside the supported range: plugin rows fail naming both versions, every
-    other model builds exactly as stock Ultralytics builds it."""
-    from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN
-
-    def parse_model(d: dict, ch: int, verbose: bool = True) -> Any:
-        names = {r[2] for r in (d.get("backbone") or []) + (d.get("head") or []) if isinstance(r, list) and len(r) > 2}
-        plugin = sorted(n for n in names if isinstance(n, str) and n in YAML_MODULES)
-        if plugin:
-            import ultralytics
-
-            raise YamlRowError(
-                f"{d.get('yaml_file') or '<model dict>'} uses plugin rows {plugin}, but yolo-mobilevit is inactive: it "
-                f"supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX} and {ultralytics.__version__} is "
-                f"installed. pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_MAX}'"
-            )
-        return original(d, ch, verbose)
-
-    return parse_model
-
-
 def make_fuse(original: Any) -> Any:
     """Wrap ``BaseModel.fuse`` (which folds only Ultralytics' own conv classes) so the plugin's conv+BN pairs fold
     too; Ultralytics' exporter and its predict/val loaders call it."""

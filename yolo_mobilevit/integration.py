@@ -8,8 +8,11 @@ after each module named in :data:`PATCHES` finishes importing, so the plain ``yo
 interpreters are patched without an explicit import. This module imports nothing heavy (it runs at start-up); the
 factories import torch and Ultralytics when they are called.
 
-Outside the supported Ultralytics range nothing is patched but :data:`GUARD`: stock models keep working, the plugin
-warns once, and a YAML that names a plugin row fails with a message naming both versions.
+The version policy (:mod:`yolo_mobilevit.versions`, docs/versions.md): on a tested Ultralytics every row applies. On
+an untested newer release of the same series each row is checked first (:mod:`yolo_mobilevit.selftest`: the target
+exists and takes what its wrapper passes on); all hold: the plugin works, with one warning; one changed: nothing is
+patched but :data:`GUARD` and plugin rows fail naming the target. Outside the series only :data:`GUARD` is applied.
+Either way stock models keep working.
 """
 
 from __future__ import annotations
@@ -83,9 +86,10 @@ PATCHES: tuple[Patch, ...] = (
           "transformer-aware LiteRT INT8: only weighted ops INT8 (per-channel); attention, normalization, head in float"),
 )  # fmt: skip
 
-#: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
-GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_unsupported_guard",
-              "outside the supported range: plugin rows fail naming both versions; stock rows build unchanged")  # fmt: skip
+#: Applied instead of PATCHES when the plugin stands aside (outside the version policy, or a target changed), and on
+#: top of them on an untested release, where it runs the self-test of every row at the first plugin row.
+GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.integration:make_guard",
+              "plugin rows fail naming why the plugin stands aside; stock rows build unchanged")  # fmt: skip
 
 #: Training keys the plugin adds: name -> (default, "package.module:validator"). The validator takes the whole
 #: config dict and raises ValueError naming the key; Ultralytics' CLI accepts the key because it is in the defaults.
@@ -154,8 +158,11 @@ def undo(patch: Patch) -> bool:
     module = sys.modules.get(patch.module)
     if module is None:
         return False
-    owner, name = _owner(module, patch.attribute)
-    current = inspect_static(owner, name)
+    try:
+        owner, name = _owner(module, patch.attribute)
+        current = inspect_static(owner, name)
+    except AttributeError:  # not in this release: nothing was wrapped
+        return False
     if getattr(current, FACTORY, None) != patch.factory:
         return False
     _assign(owner, name, getattr(current, MARKER))
@@ -164,48 +171,141 @@ def undo(patch: Patch) -> bool:
 
 def is_patched(patch: Patch) -> bool:
     module = sys.modules.get(patch.module)
-    return module is not None and patch.factory in _factories(inspect_static(*_owner(module, patch.attribute)))
+    try:
+        return module is not None and patch.factory in _factories(inspect_static(*_owner(module, patch.attribute)))
+    except AttributeError:  # not in this release
+        return False
 
 
-_WARNED = False
+REFUSED = "refused"  # an untested release whose self-test found a changed target (versions.policy names the rest)
+_REFUSED: list[str] = []  # what changed, one line per target
+_SELF_TESTED: set[str] = set()  # untested versions whose every patched module has been imported and checked
+_WARNED: set[str] = set()
 
 
-def _supported() -> bool:
-    """Whether the imported Ultralytics is in the supported range; warns once (never raises) when it is not."""
-    global _WARNED
-    from .versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
+def installed_version() -> str:
+    return getattr(sys.modules.get("ultralytics"), "__version__", "0")
 
-    version = getattr(sys.modules.get("ultralytics"), "__version__", "0")
-    if is_supported(version):
-        return True
-    if not _WARNED:
-        _WARNED = True
-        import warnings
 
-        warnings.warn(
-            f"yolo-mobilevit supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX}, but {version} is installed: "
-            "the plugin is inactive (stock models work; plugin rows will not build). "
-            f"pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_MAX}'",
-            stacklevel=2,
+def state() -> str:
+    """The version policy for the imported Ultralytics: ``tested``, ``untested`` (every target checked so far holds),
+    ``refused`` (an untested release that changed a target) or ``outside``. Warns once per version (never raises)
+    on an untested release and outside the policy."""
+    from .versions import OUTSIDE, ULTRALYTICS_MIN, ULTRALYTICS_TESTED, UNTESTED, policy
+
+    version = installed_version()
+    current = policy(version)
+    if current == UNTESTED and _REFUSED:
+        current = REFUSED
+    if current in (OUTSIDE, UNTESTED) and version not in _WARNED:
+        _WARNED.add(version)
+        _warn(
+            inactive(current, version)
+            if current == OUTSIDE
+            else f"ultralytics {version} is newer than the releases it is tested with ({ULTRALYTICS_MIN} to "
+            f"{ULTRALYTICS_TESTED}). It checks that every Ultralytics function it patches still has the signature its "
+            "wrapper expects before patching it, and stands aside, naming the function, if one changed."
         )
-    return False
+    return current
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(f"yolo-mobilevit: {message}", stacklevel=3)
+
+
+def stand_aside_reason(current: str, version: str) -> str:
+    """Why plugin rows cannot build (``outside`` or ``refused``), with what to do."""
+    from .versions import ULTRALYTICS_MIN, ULTRALYTICS_REQUIREMENT, ULTRALYTICS_TESTED, describe
+
+    if current == REFUSED:
+        return (
+            f"ultralytics {version} is untested and changed what the plugin patches: {'; '.join(_REFUSED)}. "
+            f"pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_TESTED}'"
+        )
+    return f"it supports {describe()}, and {version} is installed. pip install '{ULTRALYTICS_REQUIREMENT}'"
+
+
+def inactive(current: str, version: str) -> str:
+    return f"inactive (stock models work; plugin rows will not build): {stand_aside_reason(current, version)}"
+
+
+def stock_target(patch: Patch) -> object:
+    """The Ultralytics attribute ``patch`` wraps, under any plugin wrappers (AttributeError when it is absent)."""
+    attribute = inspect_static(*_owner(sys.modules[patch.module], patch.attribute))
+    while hasattr(attribute, MARKER):
+        attribute = getattr(attribute, MARKER)
+    return attribute
+
+
+def refuse(changed: list[str]) -> None:
+    """Stand aside on an untested release: put back every attribute the plugin wrapped and the training keys it
+    added, warn naming what changed, and guard the model builder."""
+    _REFUSED.extend(changed)
+    for patch in (GUARD, *reversed(PATCHES)):  # outermost first
+        undo(patch)
+    remove_training_keys()
+    _warn(inactive(REFUSED, installed_version()))
+    if GUARD.module in sys.modules:
+        apply(GUARD)
+
+
+def refusal() -> str | None:
+    """Why plugin rows cannot build here (None: they can). On an untested release, first imports and checks every
+    patched module not imported yet (once), so a changed export helper is found before a model is trained."""
+    from .versions import OUTSIDE, UNTESTED
+
+    current, version = state(), installed_version()
+    if current == UNTESTED and version not in _SELF_TESTED:
+        register()
+        current = state()
+    return stand_aside_reason(current, version) if current in (REFUSED, OUTSIDE) else None
+
+
+def make_guard(original: object) -> object:
+    """``parse_model`` that raises :class:`YamlRowError` naming :func:`refusal` for a YAML with plugin rows and builds
+    every other model exactly as stock Ultralytics builds it."""
+
+    def parse_model(d: dict, ch: int, verbose: bool = True) -> object:
+        from .builder import YAML_MODULES
+
+        rows = [r for r in (d.get("backbone") or []) + (d.get("head") or []) if isinstance(r, list) and len(r) > 2]
+        plugin = sorted({r[2] for r in rows if isinstance(r[2], str) and r[2] in YAML_MODULES})
+        if plugin and (reason := refusal()):
+            path = d.get("yaml_file") or "<model dict>"
+            raise YamlRowError(f"{path} uses plugin rows {plugin}, but yolo-mobilevit is inactive: {reason}")
+        return original(d, ch, verbose)
+
+    return parse_model
 
 
 def on_import(module_name: str) -> None:
     """Apply the patches of one just-imported Ultralytics module (called by the start-up hook)."""
+    from .versions import TESTED, UNTESTED
+
     if module_name not in WATCHED:
         return
-    if not _supported():
+    current = state()
+    if current not in (TESTED, UNTESTED):
         if module_name == GUARD.module:
             apply(GUARD)
         return
+    rows = [patch for patch in PATCHES if patch.module == module_name]
+    if current == UNTESTED:
+        from .selftest import signature_problem  # imports inspect: only where the check runs
+
+        if changed := [problem for patch in rows if (problem := signature_problem(patch))]:
+            refuse(changed)
+            return
     if module_name == _CFG:
         add_training_keys()
-    for patch in PATCHES:
-        if patch.module == module_name:
-            apply(patch)
+    for patch in rows:
+        apply(patch)
     if module_name == _TASKS:
         allow_plugin_classes()
+        if current == UNTESTED:
+            apply(GUARD)  # outermost: checks the rows of modules not imported yet at the first plugin row
 
 
 _ADDED_KEYS: set[str] = set()
@@ -225,6 +325,17 @@ def add_training_keys() -> None:
         DEFAULT_CFG_DICT[key] = default
         setattr(DEFAULT_CFG, key, default)
         _ADDED_KEYS.add(key)
+
+
+def remove_training_keys() -> None:
+    """Take back what :func:`add_training_keys` added (the plugin standing aside)."""
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
+
+    for key in sorted(_ADDED_KEYS):
+        DEFAULT_CFG_DICT.pop(key, None)
+        if hasattr(DEFAULT_CFG, key):
+            delattr(DEFAULT_CFG, key)
+    _ADDED_KEYS.clear()
 
 
 def make_check_cfg(original: object) -> object:
@@ -279,13 +390,22 @@ def register() -> None:
     for name in sorted(WATCHED, key=lambda m: m != _TASKS):  # the model builder first: it imports ultralytics
         try:
             importlib.import_module(name)
-        except ModuleNotFoundError:  # a module older 8.4 releases do not have (the export helpers): nothing to patch
-            continue
+        except ModuleNotFoundError as e:
+            if name.startswith(f"{e.name}.") or e.name == name:  # the module itself is absent, not what it imports
+                absent_module(name)
+                continue
+            raise
         on_import(name)
+    _SELF_TESTED.add(installed_version())
 
 
-def is_registered() -> bool:
-    return is_patched(PATCHES[1])
+def absent_module(name: str) -> None:
+    """A patched module this release does not have: not applicable on a tested release (older 8.4 releases lack the
+    export helpers), a changed target on an untested one."""
+    from .versions import UNTESTED
+
+    if state() == UNTESTED:
+        refuse([f"{name} no longer exists"])
 
 
 def table() -> str:

@@ -1,8 +1,10 @@
 """``yolo-mobilevit doctor``: is the plugin active and supported here, and which map sizes reach each plugin stage.
 
-Every check returns lines of text; :func:`run` prints them and returns the exit status (1 when a check fails: an
-unsupported Ultralytics, or a config that does not build). Odd maps at a patch-based stage are not failures: the
-stage resizes them (see :func:`yolo_mobilevit.modules.mobilevit.on_patch_grid`), which costs time and some accuracy.
+Every check adds lines to a :class:`Report` and names each problem with what to do; :func:`run` prints them and
+returns 0 exactly when there is none. A patch whose target this Ultralytics release does not have (8.4.0 has no
+``ultralytics.utils.export.onnx``) is not applicable here, not a problem. Odd maps at a patch-based stage are not
+problems either: the stage resizes them (see :func:`yolo_mobilevit.modules.mobilevit.on_patch_grid`), which costs
+time and some accuracy.
 """
 
 from __future__ import annotations
@@ -14,64 +16,126 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._startup import ENV_SWITCH, PatchOnImport, autoload_enabled
-from ..versions import ULTRALYTICS_MAX, ULTRALYTICS_MIN, is_supported
+from ..versions import OUTSIDE, TESTED, ULTRALYTICS_MIN, ULTRALYTICS_REQUIREMENT, ULTRALYTICS_TESTED, UNTESTED
 
 PTH_FILE = "yolo_mobilevit_autoload.pth"
+ACTIVE = (TESTED, UNTESTED)  # the version-policy states in which the plugin patches Ultralytics
 
 
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
-    failed: bool = False
+    problems: list[str] = field(default_factory=list)
 
-    def add(self, line: str, ok: bool = True) -> None:
+    def add(self, line: str, problem: str | None = None) -> None:
+        """One line of the report; ``problem`` (what is wrong and what to do) makes the doctor exit 1."""
         self.lines.append(line)
-        self.failed |= not ok
+        if problem:
+            self.problems.append(problem)
 
 
 def site_dirs() -> list[Path]:
+    """Where a ``.pth`` file runs from: this interpreter's site-packages folders, and those of another venv added with
+    ``site.addsitedir`` (a venv layered on another one; a folder on PYTHONPATH runs none)."""
     dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
     if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())
-    return [Path(d) for d in dirs]
+    dirs += [d for d in sys.path if Path(d).name in ("site-packages", "dist-packages")]
+    return list(dict.fromkeys(Path(d) for d in dirs))
 
 
-def check_version(report: Report) -> None:
+def check_version(report: Report) -> str:
+    """The version policy for the installed Ultralytics (tested / untested, self-test passed / refused / outside),
+    after importing and checking every module the plugin patches. Returns the state ("missing": no Ultralytics)."""
     try:
-        from importlib.metadata import version
+        import ultralytics
+    except ImportError as e:
+        report.add(
+            f"ultralytics: cannot be imported ({e})", f"install Ultralytics: pip install '{ULTRALYTICS_REQUIREMENT}'"
+        )
+        return "missing"
+    from .. import integration
 
-        installed = version("ultralytics")
-    except Exception:  # noqa: BLE001 - not installed or broken metadata
-        report.add("ultralytics: not installed", ok=False)
-        return
-    ok = is_supported(installed)
-    verdict = "supported" if ok else "NOT supported"
-    report.add(f"ultralytics {installed}: {verdict} (this plugin supports {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX})", ok)
+    integration.register()  # imports every patched module: on an untested release, the self-test of every row
+    state, version = integration.state(), ultralytics.__version__
+    tested = f"CI tests {ULTRALYTICS_MIN} to {ULTRALYTICS_TESTED}"
+    if state == TESTED:
+        report.add(f"ultralytics {version}: tested ({tested})")
+    elif state == UNTESTED:
+        report.add(
+            f"ultralytics {version}: untested ({tested}); self-test passed: every patched function has the signature "
+            "its wrapper expects, so the plugin is active"
+        )
+    else:
+        verdict = "outside the version policy" if state == OUTSIDE else "untested, and the self-test REFUSED it"
+        reason = integration.stand_aside_reason(state, version)
+        report.add(f"ultralytics {version}: {verdict}; the plugin is inactive", f"ultralytics {version}: {reason}")
+    return state
 
 
 def check_activation(report: Report) -> None:
-    """Start-up activation is live when the .pth file is in site-packages and the switch is not off."""
+    """Start-up activation is live when the .pth file is where Python runs it and the switch is not off."""
     pth = next((d / PTH_FILE for d in site_dirs() if (d / PTH_FILE).is_file()), None)
     report.add(f"start-up file: {pth if pth else f'{PTH_FILE} not found in site-packages'}")
     switch = "on" if autoload_enabled() else f"off ({ENV_SWITCH}=0)"
     live = "live" if pth and autoload_enabled() else "NOT live (use `import yolo_mobilevit` in your code)"
-    report.add(f"start-up activation: {live}; {ENV_SWITCH}: {switch}")
+    problem = None
+    if not pth and autoload_enabled():
+        problem = (
+            f"{PTH_FILE} is missing, so the plain `yolo` CLI does not know plugin rows: reinstall the plugin "
+            "(pip install --force-reinstall --no-deps yolo-mobilevit), or `import yolo_mobilevit` before Ultralytics"
+        )
+    report.add(f"start-up activation: {live}; {ENV_SWITCH}: {switch}", problem)
     hooked = any(isinstance(f, PatchOnImport) for f in sys.meta_path) or "ultralytics.nn.tasks" in sys.modules
     state = "installed" if hooked else "not installed"
     report.add(f"import hook in this process: {state} (importing the plugin installs it)")
 
 
-def check_safe_load(report: Report) -> None:
+def check_patches(report: Report, state: str) -> None:
+    """Every row of the patch table: applied, not applicable here (this release has no such module: 8.4.0 lacks the
+    export helpers), or missing (a problem: its module is here, the patch is not)."""
+    from ..integration import PATCHES, is_patched, stock_target
+
+    applied, absent, missing, rows = 0, [], [], []
+    for patch in PATCHES:
+        target = f"{patch.module}:{patch.attribute}"
+        if patch.module not in sys.modules:  # register() imported every patched module this release has
+            absent.append(target)
+            rows.append(f"  n/a {target}: not applicable here (this ultralytics has no module {patch.module})")
+        elif is_patched(patch):
+            applied += 1
+            rows.append(f"  x   {target} ({patch.why})")
+        elif state in ACTIVE:
+            missing.append(patch)
+            rows.append(f"  !   {target}: NOT patched ({patch.why})")
+        else:
+            rows.append(f"  -   {target}: not patched (the plugin is inactive)")
+    report.add(
+        f"patches: {applied} applied, {len(absent)} not applicable here, {len(missing)} missing, of {len(PATCHES)}"
+    )
+    report.lines.extend(rows)
+    for patch in missing:
+        target = f"{patch.module}:{patch.attribute}"
+        try:
+            stock_target(patch)
+            what = "something replaced it after the plugin patched it: import yolo_mobilevit after the package that did"
+        except AttributeError:
+            what = (
+                f"{patch.module} has no {patch.attribute}, so the feature it serves is off: "
+                f"pip install 'ultralytics=={ULTRALYTICS_TESTED}' and report it with this output"
+            )
+        report.add(f"patch missing: {target}", f"{target} is not patched: {what}")
+
+
+def check_safe_load(report: Report, state: str) -> None:
     import torch
     from ultralytics.nn import tasks
 
-    from ..integration import PATCHES, is_patched, register, safe_classes
+    from ..integration import safe_classes
 
-    register()
-    applied = [p for p in PATCHES if is_patched(p)]
-    report.add(f"patches applied: {len(applied)} of {len(PATCHES)}", ok=len(applied) == len(PATCHES))
-    for p in PATCHES:
-        report.add(f"  {'x' if p in applied else ' '} {p.module}:{p.attribute} ({p.why})")
+    if state not in ACTIVE:
+        report.add("safe load: not checked (the plugin is inactive)")
+        return
     if not hasattr(tasks, "_SafeLoad"):
         report.add("safe load: this Ultralytics has no restricted loading (_SafeLoad); nothing to allow-list")
         return
@@ -81,9 +145,14 @@ def check_safe_load(report: Report) -> None:
     allowed = set(torch.serialization.get_safe_globals())
     classes = safe_classes()
     missing = sorted(c.__name__ for c in classes if c not in allowed)
-    ok = not missing
-    detail = f"all {len(classes)} plugin classes allow-listed" if ok else f"not allow-listed: {', '.join(missing)}"
-    report.add(f"safe load: _SafeLoad present; {detail}", ok)
+    if not missing:
+        report.add(f"safe load: _SafeLoad present; all {len(classes)} plugin classes allow-listed")
+        return
+    report.add(
+        f"safe load: _SafeLoad present; not allow-listed: {', '.join(missing)}",
+        f"plugin classes {missing} are not allow-listed for torch.load(weights_only=True), so plugin checkpoints fail "
+        "to load with ULTRALYTICS_SAFE_LOAD=1: call yolo_mobilevit.register() after importing them, and report it",
+    )
 
 
 def input_sizes(imgsz: int, stride: int, rect: bool, multi_scale: float) -> list[int]:
@@ -118,8 +187,8 @@ def plugin_stages(cfg: str) -> tuple[list[tuple[int, str, int, bool]], int]:
 def check_config(report: Report, cfg: str, imgsz: int, rect: bool, multi_scale: float) -> None:
     try:
         rows, stride = plugin_stages(cfg)
-    except Exception as e:  # noqa: BLE001 - report any build failure as a failed check
-        report.add(f"config {cfg}: does not build: {e}", ok=False)
+    except Exception as e:  # noqa: BLE001 - report any build failure as a problem
+        report.add(f"config {cfg}: does not build", f"config {cfg} does not build: {type(e).__name__}: {e}")
         return
     from ..modules.mobilevit import PATCH
 
@@ -145,13 +214,19 @@ def check_config(report: Report, cfg: str, imgsz: int, rect: bool, multi_scale: 
 
 
 def run(cfg: str | None = None, imgsz: int = 640, rect: bool = False, multi_scale: float = 0.0) -> int:
+    """Print the report; 0 exactly when no check found a problem, else 1 (every problem named at the end)."""
     report = Report()
-    check_version(report)
+    state = check_version(report)
     check_activation(report)
-    if not report.failed:
-        check_safe_load(report)
-    if cfg and not report.failed:
+    if state != "missing":
+        check_patches(report, state)
+        check_safe_load(report, state)
+    if cfg:
         check_config(report, cfg, imgsz, rect, multi_scale)
     print("\n".join(report.lines))
-    print("doctor: problems found" if report.failed else "doctor: OK")
-    return int(report.failed)
+    if not report.problems:
+        print("doctor: OK")
+        return 0
+    print(f"doctor: {len(report.problems)} problem(s):")
+    print("\n".join(f"  - {problem}" for problem in report.problems))
+    return 1
