@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-# torch 2.14.1 / torchvision 0.29.1 are the tested pair (any torch>=2.4 works); then the plugin and its test extras.
+# torch 2.14.1 / torchvision 0.29.1: the oldest pair the plugin claims (CI also tests the newest); then the plugin.
 python -m pip install -q torch==2.14.1 torchvision==0.29.1
 python -m pip install -q -e ".[test]"
 

@@ -387,7 +387,7 @@ __all__ = ["GUARD", "PATCHES", "TRAINING_KEYS", "Patch", "YamlRowError", "apply"
 def register() -> None:
     """Import every patched Ultralytics module now and patch it (the start-up hook does so as each is imported;
     modules imported before the plugin are patched here). Idempotent."""
-    for name in sorted(WATCHED, key=lambda m: m != _TASKS):  # the model builder first: it imports ultralytics
+    for name in sorted(WATCHED, key=lambda m: (m != _TASKS, m)):  # the model builder first: it imports ultralytics
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:

@@ -69,7 +69,7 @@ def check_version(report: Report) -> str:
     else:
         verdict = "outside the version policy" if state == OUTSIDE else "untested, and the self-test REFUSED it"
         reason = integration.stand_aside_reason(state, version)
-        report.add(f"ultralytics {version}: {verdict}; the plugin is inactive", f"ultralytics {version}: {reason}")
+        report.add(f"ultralytics {version}: {verdict}; the plugin is inactive", f"the plugin is inactive: {reason}")
     return state
 
 
