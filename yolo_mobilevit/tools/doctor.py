@@ -27,11 +27,12 @@ class Report:
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, line: str, problem: str | None = None) -> None:
-        """One line of the report; ``problem`` (what is wrong and what to do) makes the doctor exit 1."""
+    def add(self, line: str, problem: str | None = None, ok: bool = True) -> None:
+        """One line of the report; ``problem`` (what is wrong and what to do) makes the doctor exit 1, and so does
+        ``ok=False`` (the line itself is then the problem)."""
         self.lines.append(line)
-        if problem:
-            self.problems.append(problem)
+        if problem or not ok:
+            self.problems.append(problem or line)
 
 
 def site_dirs() -> list[Path]:
