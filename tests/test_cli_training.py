@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import ultralytics
 from conftest import CFG, PY, dataset_yaml, python, run, train_args, yolo
+from helpers import assert_trained
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_multi_scale_training_and_rect_validation(tmp_path: Path):
     assert val, "validation did not run"
     if ultralytics.__version__ != "8.4.0":  # 8.4.0 also rescales validation batches to square multi-scale sizes
         assert any(h != w for h, w in val), val  # rect validation batches
-    assert (tmp_path / "ms" / "weights" / "best.pt").is_file()
+    assert_trained(tmp_path / "ms", epochs=3)
 
 
 CUSTOM_YAML = """
@@ -104,7 +105,7 @@ def test_user_written_yaml_with_p2_and_p6_trains(tmp_path: Path):
     assert "strides [4.0, 8.0, 16.0, 64.0]" in out.stdout
     assert "c [24, 32, 48, 72, 96]" in out.stdout
     yolo(*train_args(cfg, tmp_path, imgsz=128), cwd=tmp_path)
-    assert (tmp_path / "train" / "weights" / "best.pt").is_file()
+    assert_trained(tmp_path / "train", epochs=1)
 
 
 @pytest.mark.slow
