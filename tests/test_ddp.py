@@ -13,7 +13,7 @@ How the worker path is driven (Ultralytics' launcher insists on CUDA; everything
    ``device_ids`` that torch refuses for CPU modules, sets ``world_size`` from ``WORLD_SIZE`` before Ultralytics'
    ``_do_train`` (``device=cpu`` counts no devices), and records per rank the shape of every training batch and
    hashes of the parameters after the epoch.
-3. The launcher runs in its own process group under a timeout; a hang kills the group and fails the test.
+3. The launcher runs under a timeout; a hang kills it and its workers and fails the test.
 
 BatchNorm running statistics are not compared: Ultralytics builds DDP without buffer broadcasting, so each rank keeps
 the statistics of its own images; the parameters (model and EMA) are what DDP keeps identical.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -49,13 +48,17 @@ def data16(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _launch(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run the launcher in its own process group; kill the whole group and fail if it outlives TIMEOUT_S."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    """Run the launcher; if it outlives TIMEOUT_S, kill it and its workers (torch.distributed.run starts each in a
+    session of its own) and fail."""
+    import psutil  # an Ultralytics dependency
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        launcher = psutil.Process(proc.pid)
+        for p in [*launcher.children(recursive=True), launcher]:
+            p.kill()
         out, _ = proc.communicate()
         pytest.fail(f"DDP training hung: killed after {TIMEOUT_S} s\n{out[-4000:]}")
     if proc.returncode != 0:
