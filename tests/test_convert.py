@@ -212,3 +212,59 @@ def run_refusal(exe: Path, tmp_path: Path):
     cfg = REPO / "cfg" / "yolov8-mobilevit-xxs.yaml"
     args = [str(exe), "convert", str(source), "--cfg", str(cfg), "-o", str(tmp_path / "no.pt")]
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any name lookup or connection fails the test."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xs", "timm/mobilevitv2_050.cvnets_in1k", "torchvision:mobilenet_v2"])
+def test_model_name_offline_is_refused_naming_the_switch(name: str, no_network, monkeypatch) -> None:
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(ConversionError, match=rf"{re.escape(name)}: no such file\..*YOLO_OFFLINE is set"):
+        load_source(name)
+
+
+@pytest.mark.parametrize(("name", "library", "attribute"), [
+    ("mobilevit_xs", "timm", "create_model"),
+    ("torchvision:mobilenet_v2", "torchvision.models", "get_model"),
+])  # fmt: skip
+def test_model_name_download_failure_is_short_and_named(name: str, library: str, attribute: str, monkeypatch) -> None:
+    """Online, the hub download runs under the plugin's short socket timeout, and its failure names the model."""
+    import importlib
+    import socket
+    import urllib.error
+
+    from yolo_mobilevit.pretrained import HTTP_TIMEOUT
+
+    timeouts = []
+
+    def unreachable(*args, **kwargs):
+        timeouts.append(socket.getdefaulttimeout())
+        raise urllib.error.URLError("simulated: network unreachable")
+
+    monkeypatch.delenv("YOLO_OFFLINE", raising=False)
+    monkeypatch.setattr(importlib.import_module(library), attribute, unreachable)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(ConversionError, match=re.escape(name.removeprefix("torchvision:")) + ".*network unreachable"):
+        load_source(name)
+    assert timeouts == [HTTP_TIMEOUT] and socket.getdefaulttimeout() == before
+
+
+def test_cli_convert_by_name_offline_exits_with_the_switch(tmp_path: Path) -> None:
+    import subprocess
+
+    exe = Path(sys.executable).with_name("yolo-mobilevit")
+    args = [str(exe), "convert", "mobilevit_xs", "--cfg", str(config("mobilevit_xs")), "-o", str(tmp_path / "x.pt")]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "yolo-mobilevit convert: mobilevit_xs: no such file." in proc.stderr and "YOLO_OFFLINE is set" in proc.stderr
+    assert not (tmp_path / "x.pt").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import CFG, dataset_yaml, train_args, yolo
+from conftest import CFG, dataset_yaml, seed_fonts, train_args, yolo
 from mobilevit_refs import backbone_counts, features_only, randomize_norms, reference, rel_err, timm_p3_p5
 from torch import nn
 
@@ -346,13 +346,13 @@ def test_pretrained_file_follows_colour_order(patched: Path, tmp_path: Path) -> 
 
 
 def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """An Ultralytics settings folder whose weights_dir is in tmp_path (never the user's)."""
+    """An Ultralytics settings folder whose weights_dir is in tmp_path (never the user's), fonts seeded."""
     import json
 
     from ultralytics.utils import SETTINGS
 
     config = tmp_path / "ultralytics-config"
-    (config / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    seed_fonts(config / "Ultralytics")
     (config / "Ultralytics" / "settings.json").write_text(
         json.dumps({**dict(SETTINGS), "weights_dir": str(tmp_path / "weights")})
     )
