@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 # Each xdist worker gets its share of the CPUs. With torch's default (every core per process) two workers on two cores
 # ran test_configs 3.2x slower than with one thread each (159 s against 49 s), as OpenMP threads wait on each other.
@@ -43,7 +44,72 @@ YOLO_BIN = Path(PY).with_name("yolo")
 SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml") if not p.name.startswith("yolo26-"))
 YOLO26_CONFIGS = sorted(p.name for p in CFG.glob("yolo26-*.yaml"))
 
-os.environ["YOLO_OFFLINE"] = "1"  # tests never reach the network; the few that test downloading serve 127.0.0.1
+
+# ---- every test session: a fresh Ultralytics settings folder and a clean, offline environment ----------------------
+# Set here, before any test module imports Ultralytics (which reads them at import), and inherited by every subprocess.
+# The caller's settings folder, weights caches, mirror and switches must not change what a test loads or downloads.
+DROPPED_ENV = (
+    "YOLO_VERBOSE",
+    "YOLO_AUTOINSTALL",  # Ultralytics' log level (tests read its logs) and pip installs
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",  # a DDP launcher's, read by Ultralytics at import
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",  # they would override HF_HOME below
+)
+KEPT_PLUGIN_ENV = ("YOLO_MOBILEVIT_DATASETS",)  # the datasets' source, replaced by the private copy above
+FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # what Ultralytics' check_font asks for (every check_det_dataset, plots)
+OFF_SETTINGS = ("sync", "hub", "clearml", "comet", "dvc", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+
+
+def clean_environment(environ: dict[str, str], session: Path) -> dict[str, str]:
+    """``environ`` without the plugin's switches (every ``YOLO_MOBILEVIT_*`` but the datasets) and the variables in
+    :data:`DROPPED_ENV`, offline, with Ultralytics' settings folder and the torch / Hugging Face caches in
+    ``session``."""
+    clean = {
+        k: v
+        for k, v in environ.items()
+        if k not in DROPPED_ENV and not (k.startswith("YOLO_MOBILEVIT_") and k not in KEPT_PLUGIN_ENV)
+    }
+    clean.update(
+        YOLO_CONFIG_DIR=str(session / "config"),
+        YOLO_OFFLINE="1",  # the few tests that test downloading serve 127.0.0.1
+        TORCH_HOME=str(session / "torch"),
+        HF_HOME=str(session / "huggingface"),
+        HF_HUB_OFFLINE="1",
+    )
+    return clean
+
+
+def seed_fonts(config_dir: Path) -> None:
+    """Ultralytics' fonts in its settings folder (``YOLO_CONFIG_DIR/Ultralytics``), so ``check_font`` finds them there
+    instead of downloading: matplotlib's DejaVu Sans (an Ultralytics dependency) under each name in :data:`FONTS`."""
+    import importlib.util
+
+    matplotlib = Path(next(iter(importlib.util.find_spec("matplotlib").submodule_search_locations)))
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name in FONTS:
+        shutil.copyfile(matplotlib / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf", config_dir / name)
+
+
+SESSION = Path(tempfile.mkdtemp(prefix="yolo_mobilevit_session_"))
+atexit.register(shutil.rmtree, SESSION, ignore_errors=True)
+_clean = clean_environment(dict(os.environ), SESSION)
+for _name in set(os.environ) - set(_clean):
+    del os.environ[_name]
+os.environ.update(_clean)
+seed_fonts(SESSION / "config" / "Ultralytics")
+
+from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+if USER_CONFIG_DIR != SESSION / "config" / "Ultralytics":
+    raise RuntimeError(f"ultralytics was imported before tests/conftest.py set YOLO_CONFIG_DIR: {USER_CONFIG_DIR}")
+SETTINGS.update(
+    datasets_dir=str(DATASETS),  # a bare dataset name (coco8.yaml) resolves to the private copy, never a download
+    weights_dir=str(SESSION / "weights"),  # the plugin's weights cache: empty unless a test fills it
+    runs_dir=str(SESSION / "runs"),
+    **{k: False for k in OFF_SETTINGS if k in SETTINGS},
+)
 
 
 def dataset_yaml(name: str) -> Path:
@@ -51,6 +117,30 @@ def dataset_yaml(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"dataset {path} not found; set YOLO_MOBILEVIT_DATASETS to the folder holding {name}/")
     return path
+
+
+def _link_split(src_images: Path, dst: Path, split: str, limit: int | None = None) -> None:
+    """Symlink images (and their label files) so Ultralytics writes its label caches under tmp, not in datasets."""
+    src_labels = Path(str(src_images).replace("/images/", "/labels/"))
+    for sub in ("images", "labels"):
+        (dst / sub / split).mkdir(parents=True, exist_ok=True)
+    for image in sorted(src_images.glob("*.jpg"))[:limit]:
+        (dst / "images" / split / image.name).symlink_to(image)
+        label = src_labels / f"{image.stem}.txt"
+        if label.exists():
+            (dst / "labels" / split / label.name).symlink_to(label)
+
+
+def linked_dataset(root: Path, names_from: str, train: Path, val: Path, limit: int | None = None) -> Path:
+    """A dataset YAML in ``root`` over symlinks to the first ``limit`` images of ``train`` and all of ``val``, with
+    the class names of dataset ``names_from``."""
+    _link_split(train, root, "train", limit)
+    _link_split(val, root, "val")
+    data = yaml.safe_load((DATASETS / names_from / f"{names_from}.yaml").read_text())
+    data.update(path=str(root), train="images/train", val="images/val")
+    data.pop("download", None)
+    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    return root / "data.yaml"
 
 
 def run(

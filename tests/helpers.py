@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -26,3 +28,30 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     """max |ours - ref| / max |ref| (in fp32)."""
     ours, ref = ours.float(), ref.float()
     return ((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+
+
+def assert_trained(run: Path, epochs: int = 1) -> dict[str, list[float]]:
+    """A finished ``yolo train`` folder: best.pt and last.pt written, ``results.csv`` holding one row per epoch and
+    every loss column (train and val) finite and positive. Returns the csv's columns."""
+    import csv
+    import math
+
+    for weights in ("best.pt", "last.pt"):
+        assert (run / "weights" / weights).is_file(), f"{run}/weights/{weights} was not written"
+    with open(run / "results.csv", newline="") as f:
+        rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    assert len(rows) == epochs, f"{run}/results.csv has {len(rows)} rows for {epochs} epochs"
+    columns = {k: [row[k] for row in rows] for k in rows[0]}
+    losses = {k: v for k, v in columns.items() if k.endswith("_loss")}
+    assert any(k.startswith("train/") for k in losses), sorted(columns)
+    bad = {k: v for k, v in losses.items() if not all(math.isfinite(x) and x > 0 for x in v)}
+    assert not bad, f"{run}/results.csv: losses not finite and positive: {bad}"
+    return columns
+
+
+def assert_predictions(labels: Path, images: Path) -> None:
+    """``yolo predict ... save_txt=True`` wrote a non-empty label file for every image in ``images``."""
+    found = {p.stem: p.read_text().split() for p in labels.glob("*.txt")}
+    expected = sorted(p.stem for p in images.glob("*.jpg"))
+    assert sorted(found) == expected, f"{labels}: label files {sorted(found)}, images {expected}"
+    assert all(found.values()), f"{labels}: empty label files {[k for k, v in found.items() if not v]}"

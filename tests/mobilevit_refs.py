@@ -39,6 +39,18 @@ def reference(name: str) -> nn.Module:
     return randomize_norms(timm.create_model(name)).eval()
 
 
+#: what a detection config leaves of a timm classifier: the head, and MobileViT v1's final 1x1 conv (v2 has none)
+NOT_IN_DETECT_CONFIGS = ("head.", "final_conv.")
+
+
+def backbone_counts(name: str) -> tuple[int, int]:
+    """(state-dict tensors, parameters) of timm ``name`` that a detection config of the same backbone loads."""
+    model = reference(name)
+    tensors = sum(not k.startswith(NOT_IN_DETECT_CONFIGS) for k in model.state_dict())
+    params = sum(p.numel() for k, p in model.named_parameters() if not k.startswith(NOT_IN_DETECT_CONFIGS))
+    return tensors, params
+
+
 def save_reference(name: str, folder: Path) -> Path:
     path = folder / f"{name}.pth"
     if not path.exists():

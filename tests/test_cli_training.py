@@ -1,6 +1,6 @@
 """Training from scratch through fresh interpreters, as users and Ultralytics' own launchers run it: resume after an
-interruption, multi-scale training with rect validation, a user-written YAML with P2/P6 heads, the DDP worker script.
-(Apart from test_cli.py so that the two halves run on different workers.)"""
+interruption, multi-scale training with rect validation, a user-written YAML with P2/P6 heads (the DDP
+worker path: test_ddp.py). (Apart from test_cli.py so that the two halves run on different workers.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import ultralytics
-from conftest import CFG, PY, dataset_yaml, python, run, train_args, yolo
+from conftest import CFG, dataset_yaml, python, train_args, yolo
+from helpers import assert_trained
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_multi_scale_training_and_rect_validation(tmp_path: Path):
     assert val, "validation did not run"
     if ultralytics.__version__ != "8.4.0":  # 8.4.0 also rescales validation batches to square multi-scale sizes
         assert any(h != w for h, w in val), val  # rect validation batches
-    assert (tmp_path / "ms" / "weights" / "best.pt").is_file()
+    assert_trained(tmp_path / "ms", epochs=3)
 
 
 CUSTOM_YAML = """
@@ -104,27 +105,4 @@ def test_user_written_yaml_with_p2_and_p6_trains(tmp_path: Path):
     assert "strides [4.0, 8.0, 16.0, 64.0]" in out.stdout
     assert "c [24, 32, 48, 72, 96]" in out.stdout
     yolo(*train_args(cfg, tmp_path, imgsz=128), cwd=tmp_path)
-    assert (tmp_path / "train" / "weights" / "best.pt").is_file()
-
-
-@pytest.mark.slow
-def test_ddp_worker_script_runs_in_fresh_interpreter(tmp_path: Path):
-    """Ultralytics' own DDP launcher script (as each worker runs it, in a new interpreter) trains a plugin model.
-
-    Multi-GPU itself needs GPUs; what can break for a plugin is the worker rebuilding or unpickling the model in a
-    fresh process, and that is exactly what this script does (8.4.190 unpickles the model; 8.4.0 rebuilds it)."""
-    out = python(
-        f"""
-        from ultralytics.models.yolo.detect import DetectionTrainer
-        from ultralytics.utils.dist import generate_ddp_file
-        trainer = DetectionTrainer(overrides=dict(
-            model={str(CFG / "yolov8n-mobilevit.yaml")!r}, data={str(dataset_yaml("coco8"))!r}, epochs=1, imgsz=64,
-            batch=4, workers=0, device="cpu", project={str(tmp_path)!r}, name="ddp", exist_ok=True, plots=False))
-        trainer.model = trainer.get_model(cfg={str(CFG / "yolov8n-mobilevit.yaml")!r}, verbose=False)
-        print("DDPFILE", generate_ddp_file(trainer))
-        """,
-        cwd=tmp_path,
-    )
-    script = next(line.split(" ", 1)[1] for line in out.stdout.splitlines() if line.startswith("DDPFILE "))
-    run([PY, script], cwd=tmp_path)
-    assert (tmp_path / "ddp" / "weights" / "last.pt").is_file()
+    assert_trained(tmp_path / "train", epochs=1)

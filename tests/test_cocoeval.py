@@ -127,6 +127,7 @@ def test_official_annotation_file_is_used_for_coco_and_ignores_crowds(tmp_path: 
     assert evaluate(ground_truth(data)[0], dets)["metrics"]["AP"] < 0.6
 
 
+@pytest.mark.slow
 def test_run_end_to_end_writes_the_three_files(tmp_path: Path):
     """An (untrained) YOLO26 model on coco8: NMS-free predictions cut to 100 per image, COCO ids, metrics.json."""
     report = run(

@@ -140,6 +140,7 @@ def test_plot_one_marker_per_family(tmp_path: Path):
     assert not plot([{"model": "x", "ort_ms_b1": 1.0}], "ort_ms_b1", "latency", "t", tmp_path / "none.png")
 
 
+@pytest.mark.slow
 def test_peak_rss_is_what_the_runs_allocate(tmp_path: Path):
     """The peak resident set reported for a run is what that run touched above the memory resident before it, in MB
     (1e6 bytes): about 100 MB for a function filling a 100 MB tensor, next to nothing for one that allocates nothing.
@@ -160,6 +161,7 @@ def test_peak_rss_is_what_the_runs_allocate(tmp_path: Path):
     assert 0 <= float(none) < 5, none
 
 
+@pytest.mark.slow
 def test_no_train_validates_checkpoints_as_they_are(tmp_path: Path):
     """``--no-train`` on a checkpoint: val and COCO columns, a plot; a YAML beside it is measured only."""
     from ultralytics import YOLO

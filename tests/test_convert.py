@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, run, train_args, yolo
-from mobilevit_refs import config, reference, save_reference
+from mobilevit_refs import backbone_counts, config, reference, save_reference
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
 from yolo_mobilevit.convert import ConversionError, convert_checkpoint, formats, load_source, map_weights, plugin_rows
@@ -190,7 +190,8 @@ def test_cli_convert_then_yolo_train(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("yolo-mobilevit")
     cfg = REPO / "cfg" / "yolov8n-mobilevitv2-050.yaml"  # the scale letter picks `n` without a warning
     proc = run([str(exe), "convert", str(source), "--cfg", str(cfg), "-o", str(output)], cwd=tmp_path)
-    assert "loaded 267 tensors (1,113,593 parameters)" in proc.stdout, proc.stdout
+    tensors, params = backbone_counts("mobilevitv2_050")
+    assert f"loaded {tensors} tensors ({params:,} parameters)" in proc.stdout, proc.stdout
     refused = run_refusal(exe, tmp_path)
     assert refused.returncode == 2 and "shapes differ" in refused.stderr
     proc = yolo(*train_args(cfg, tmp_path), f"pretrained={output}", cwd=tmp_path)
@@ -211,3 +212,59 @@ def run_refusal(exe: Path, tmp_path: Path):
     cfg = REPO / "cfg" / "yolov8-mobilevit-xxs.yaml"
     args = [str(exe), "convert", str(source), "--cfg", str(cfg), "-o", str(tmp_path / "no.pt")]
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any name lookup or connection fails the test."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xs", "timm/mobilevitv2_050.cvnets_in1k", "torchvision:mobilenet_v2"])
+def test_model_name_offline_is_refused_naming_the_switch(name: str, no_network, monkeypatch) -> None:
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(ConversionError, match=rf"{re.escape(name)}: no such file\..*YOLO_OFFLINE is set"):
+        load_source(name)
+
+
+@pytest.mark.parametrize(("name", "library", "attribute"), [
+    ("mobilevit_xs", "timm", "create_model"),
+    ("torchvision:mobilenet_v2", "torchvision.models", "get_model"),
+])  # fmt: skip
+def test_model_name_download_failure_is_short_and_named(name: str, library: str, attribute: str, monkeypatch) -> None:
+    """Online, the hub download runs under the plugin's short socket timeout, and its failure names the model."""
+    import importlib
+    import socket
+    import urllib.error
+
+    from yolo_mobilevit.pretrained import HTTP_TIMEOUT
+
+    timeouts = []
+
+    def unreachable(*args, **kwargs):
+        timeouts.append(socket.getdefaulttimeout())
+        raise urllib.error.URLError("simulated: network unreachable")
+
+    monkeypatch.delenv("YOLO_OFFLINE", raising=False)
+    monkeypatch.setattr(importlib.import_module(library), attribute, unreachable)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(ConversionError, match=re.escape(name.removeprefix("torchvision:")) + ".*network unreachable"):
+        load_source(name)
+    assert timeouts == [HTTP_TIMEOUT] and socket.getdefaulttimeout() == before
+
+
+def test_cli_convert_by_name_offline_exits_with_the_switch(tmp_path: Path) -> None:
+    import subprocess
+
+    exe = Path(sys.executable).with_name("yolo-mobilevit")
+    args = [str(exe), "convert", "mobilevit_xs", "--cfg", str(config("mobilevit_xs")), "-o", str(tmp_path / "x.pt")]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "yolo-mobilevit convert: mobilevit_xs: no such file." in proc.stderr and "YOLO_OFFLINE is set" in proc.stderr
+    assert not (tmp_path / "x.pt").exists()

@@ -20,6 +20,8 @@ from ultralytics.engine.exporter import Exporter
 from yolo_mobilevit.export import make_exporter_call
 from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
+pytestmark = pytest.mark.slow  # every test converts a model (about 11 s each)
+
 IOS15 = 6  # Core ML specification version of iOS15 / macOS12, coremltools' default target for ML programs
 IOS15_OPSET = "CoreML5"
 NC = 80
@@ -46,6 +48,19 @@ def convert(tmp_path: Path, cfg: str, **kwargs: object) -> tuple[object, Counter
     return spec, ops
 
 
+def weight_dtypes(spec: object) -> Counter:
+    """Data types (``"FLOAT16"``, ``"FLOAT32"``, ...) of the weights the program stores in its blob file."""
+    from coremltools.proto import MIL_pb2
+
+    program = spec.pipeline.models[0] if spec.WhichOneof("Type") == "pipeline" else spec
+    main = program.mlProgram.functions["main"]
+    return Counter(
+        MIL_pb2.DataType.Name(op.outputs[0].type.tensorType.dataType)
+        for op in main.block_specializations[main.opset].operations
+        if op.type == "const" and op.attributes["val"].WhichOneof("value") == "blobFileValue"
+    )
+
+
 def image_input(spec: object, imgsz: int) -> None:
     image = spec.description.input[0]
     assert image.name == "image" and image.type.WhichOneof("Type") == "imageType"
@@ -70,6 +85,7 @@ def test_converts_for_ios15(tmp_path: Path, cfg: str, imgsz: int, resizes: int):
     assert list(output.type.multiArrayType.shape) == [1, 4 + NC, anchors(imgsz)]
     assert ops["upsample_bilinear"] == resizes, ops
     assert ops["conv"] > 0 and not {"pixel_unshuffle", "pixel_shuffle", "space_to_depth"} & set(ops)
+    assert set(weight_dtypes(spec)) == {"FLOAT32"}  # fp32 unless half=True
     if cfg == "yolov8-mobilevit.yaml":  # 2 + 4 + 3 transformer layers, two LayerNorms each, one per block after
         assert ops["layer_norm"] == 2 * (2 + 4 + 3) + 3 and ops["softmax"] == 9 + 1  # attention, and the DFL
 
@@ -93,3 +109,5 @@ def test_flagship_half_stores_fp16_weights(tmp_path: Path):
     spec, ops = convert(tmp_path, "yolov8-mobilevit.yaml", imgsz=64, half=True)
     assert spec.specificationVersion == IOS15
     assert ops["cast"] >= 1  # fp32 image in, fp16 compute inside
+    dtypes = weight_dtypes(spec)
+    assert dtypes["FLOAT16"] > 0 and set(dtypes) == {"FLOAT16"}, dtypes  # every stored weight in fp16

@@ -121,6 +121,7 @@ def flagship_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return calibrated_checkpoint(CFG / FLAGSHIP, dataset_yaml("coco8").parent / "images", folder / "flagship.pt")
 
 
+@pytest.mark.slow
 def test_static_onnx_at_640_has_no_resize_in_the_backbone(flagship_pt: Path, patched_exporter: None):
     """At 640 every MobileViT map is even (80, 40, 20): the fixed-size graph has no Resize and no shape arithmetic
     in the backbone, and still matches PyTorch."""
@@ -137,6 +138,7 @@ def test_static_onnx_at_640_has_no_resize_in_the_backbone(flagship_pt: Path, pat
     )
 
 
+@pytest.mark.slow
 def test_dynamic_onnx_keeps_one_graph_for_every_size(flagship_pt: Path, patched_exporter: None):
     """A dynamic export keeps the resize path, so one graph serves odd maps too. (Every family's dynamic CLI export is
     checked at all of test_export's DYNAMIC_SIZES: 96, 160, 672 and 352x640; here the non-square one is enough.)"""

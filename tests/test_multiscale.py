@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import CFG, DATASETS, YOLO_BIN, python, yolo
+from conftest import CFG, DATASETS, YOLO_BIN, dataset_yaml, linked_dataset, python, yolo
 from ultralytics.cfg import get_cfg
 from ultralytics.data.build import build_dataloader
 
@@ -244,7 +244,7 @@ def test_accepted_values():
 @pytest.mark.slow
 def test_cli_rejects_a_bad_value_before_training(tmp_path: Path):
     proc = subprocess.run(
-        [str(YOLO_BIN), "train", f"model={MODEL}", "data=coco8.yaml", "device=cpu", f"{KEY}=maybe"],
+        [str(YOLO_BIN), "train", f"model={MODEL}", f"data={dataset_yaml('coco8')}", "device=cpu", f"{KEY}=maybe"],
         check=False,
         cwd=tmp_path,
         capture_output=True,
@@ -257,33 +257,11 @@ def test_cli_rejects_a_bad_value_before_training(tmp_path: Path):
 
 
 # ------------------------------------------------------------------------------------------ end to end (CLI)
-def _link(src_images: Path, dst: Path, split: str, limit: int | None = None) -> None:
-    """Symlink images (and their label files) so Ultralytics writes its label caches under tmp, not in datasets."""
-    src_labels = Path(str(src_images).replace("/images/", "/labels/"))
-    for sub in ("images", "labels"):
-        (dst / sub / split).mkdir(parents=True, exist_ok=True)
-    for image in sorted(src_images.glob("*.jpg"))[:limit]:
-        (dst / "images" / split / image.name).symlink_to(image)
-        label = src_labels / f"{image.stem}.txt"
-        if label.exists():
-            (dst / "labels" / split / label.name).symlink_to(label)
-
-
-def _dataset(tmp: Path, names_from: str, train: Path, val: Path, limit: int | None = None) -> Path:
-    _link(train, tmp, "train", limit)
-    _link(val, tmp, "val")
-    data = yaml.safe_load((DATASETS / names_from / f"{names_from}.yaml").read_text())
-    data.update(path=str(tmp), train="images/train", val="images/val")
-    data.pop("download", None)
-    (tmp / "data.yaml").write_text(yaml.safe_dump(data))
-    return tmp / "data.yaml"
-
-
 @pytest.fixture(scope="module")
 def data32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 coco128 training images (several batches per epoch at tiny sizes), coco8's 4 validation images."""
     root = tmp_path_factory.mktemp("data32")
-    return _dataset(root, "coco128", DATASETS / "coco128/images/train2017", DATASETS / "coco8/images/val", 32)
+    return linked_dataset(root, "coco128", DATASETS / "coco128/images/train2017", DATASETS / "coco8/images/val", 32)
 
 
 def _args(data: Path, project: Path, name: str, epochs: int = 1) -> list[str]:
@@ -354,7 +332,7 @@ def test_resume_restores_the_schedule(data32: Path, tmp_path: Path):
 def test_segment_trains_with_variable_batch(tmp_path: Path):
     """Masks stay at imgsz / mask_ratio; Ultralytics' segmentation loss matches them to the resized prototypes."""
     seg = DATASETS / "coco8-seg" / "images"
-    data = _dataset(tmp_path / "data", "coco8-seg", seg / "train", seg / "val")
+    data = linked_dataset(tmp_path / "data", "coco8-seg", seg / "train", seg / "val")
     out = yolo(
         "train",
         f"model={CFG / 'yolov8n-mobilevit-seg.yaml'}",

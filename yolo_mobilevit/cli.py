@@ -47,7 +47,11 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         description="Map a reference checkpoint's backbone onto a plugin config and write an Ultralytics .pt; "
         "then `yolo train model=CFG pretrained=OUTPUT` transfers it.",
     )
-    p.add_argument("source", help="checkpoint file (.pth/.pt/.bin/.safetensors) or a timm model name (needs network)")
+    p.add_argument(
+        "source",
+        help="checkpoint file (.pth/.pt/.bin/.safetensors) or a timm / torchvision model name (downloads its "
+        "weights: refused when YOLO_OFFLINE is set)",
+    )
     p.add_argument("--cfg", required=True, help="plugin model YAML, e.g. cfg/yolov8-mobilevitv2.yaml")
     p.add_argument("-o", "--output", required=True, help="Ultralytics checkpoint to write (.pt)")
     p.add_argument("--format", default=None, help="source format (default: detected from the tensor names)")

@@ -194,7 +194,8 @@ def _cached(relative: str) -> Path | None:
     return next((p for name in _candidates(relative) if (p := cache_dir() / name).is_file()), None)
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """Whether ``YOLO_OFFLINE`` (Ultralytics' switch) turns downloads off."""
     return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
@@ -341,8 +342,8 @@ def fetch(spec: str, network: bool = True) -> Path:
             return found
         if os.environ.get(MIRROR_ENV):
             problem += f" nor in the mirror {os.environ[MIRROR_ENV]}"
-        if not network or _offline():
-            problem += ", and downloads are off" + (" (YOLO_OFFLINE)" if _offline() else "")
+        if not network or offline():
+            problem += ", and downloads are off" + (" (YOLO_OFFLINE)" if offline() else "")
         else:
             return _from_network(spec, relative)
     except WeightsUnavailable as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..pretrained import HTTP_TIMEOUT, offline
 from .registry import (
     ConversionError,
     Derived,
@@ -70,15 +72,38 @@ def _load_file(path: Path) -> StateDict:
     return _unwrap(obj)
 
 
+def _load_name(fmt: SourceFormat, name: str) -> StateDict | None:
+    """``fmt.load_name(name)`` with a short socket timeout (a dead network fails within ``HTTP_TIMEOUT`` per
+    connection instead of hanging); a failed download becomes a :class:`ConversionError` naming the model."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(HTTP_TIMEOUT)
+    try:
+        return fmt.load_name(name)
+    except ConversionError:
+        raise
+    except Exception as e:  # no network and not cached, unknown tag, hub errors
+        raise ConversionError(
+            f"{name}: downloading the pretrained weights failed ({type(e).__name__}: {e}); pass a checkpoint file "
+            "(yolo-mobilevit convert FILE ...)"
+        ) from e
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def load_source(source: str | Path) -> tuple[StateDict, str]:
     """Read ``source`` (a .pth/.pt/.bin/.safetensors file, or a model name a format can resolve, e.g. a timm
     name) into a flat state_dict; returns ``(state_dict, description of where it came from)``."""
     path = Path(source)
     if path.is_file():
         return normalize_keys(_load_file(path)), str(path)
+    if offline():
+        raise ConversionError(
+            f"{source}: no such file. As a model name its weights would be downloaded (timm / torchvision hubs), but "
+            "YOLO_OFFLINE is set: pass a checkpoint file, or unset YOLO_OFFLINE to download"
+        )
     for fmt in formats().values():
         if fmt.load_name is not None:
-            state_dict = fmt.load_name(str(source))
+            state_dict = _load_name(fmt, str(source))
             if state_dict is not None:
                 return normalize_keys(state_dict), str(source)
     names = ", ".join(sorted(formats()))

@@ -4,7 +4,7 @@ Ultralytics' own ``Classify`` head always adds a 1x1 conv to 1280 channels; the 
 (MobileViT: 1x1 conv to 320/384/640, pool, linear; MobileNetV2: 1x1 conv to 1280, pool, dropout, linear;
 MobileNetV3: 1x1 conv to 960/576, pool, linear to 1280, h-swish, dropout, linear; MobileViTv2: pool, linear).
 Mobile-Former's official head (``token_dim`` > 0) also reads the tokens: a last Mobile->Former bridge on P5, then
-1x1 conv + BN + ReLU, pool, concatenate token 0, Linear + BatchNorm1d + act, dropout, Linear.
+1x1 conv + BN + ReLU6, pool, h-swish, concatenate token 0, Linear + BatchNorm1d + act, dropout, Linear.
 The row is named ``Classifier`` so that Ultralytics' ``guess_model_task`` infers ``classify`` from the YAML.
 """
 
@@ -71,13 +71,14 @@ class Classifier(YamlModule):
             raise ValueError(f"without a final conv the features are the input's {c1} channels, but c2 is {c2}")
         bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.token_dim = token_dim
-        if token_dim:  # the official Mobile-Former head: ReLU after the conv's BN, BatchNorm1d after the hidden Linear
+        if token_dim:  # the official Mobile-Former head: ReLU6 after the conv's BN, BatchNorm1d after the hidden Linear
             from .mobileformer import MobileToFormer, _init_linears
 
             self.bridge = MobileToFormer(c1, token_dim)
             _init_linears(self.bridge)
             self.hidden_bn = nn.BatchNorm1d(mlp, eps=bn_eps, momentum=bn_momentum)
-        self.conv = ConvBNAct(c1, c2, kernel=1, act="relu" if token_dim else act, **bn) if conv else None
+            self.pooled_act = nn.Hardswish()  # no parameters; heads pickled before it existed run without it
+        self.conv = ConvBNAct(c1, c2, kernel=1, act="relu6" if token_dim else act, **bn) if conv else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.hidden = nn.Linear(c2 + token_dim, mlp) if mlp else None  # attribute names are state-dict keys: kept
         self.hidden_act = make_activation(act) if mlp else nn.Identity()
@@ -94,8 +95,9 @@ class Classifier(YamlModule):
         if self.conv is not None:
             x = self.conv(x)
         x = self.pool(x).flatten(1)
-        if token_dim:
-            x = torch.cat((x, token0), 1)
+        if token_dim:  # the official head applies h-swish to the pooled map features before joining token 0
+            pooled_act = getattr(self, "pooled_act", None)
+            x = torch.cat((pooled_act(x) if pooled_act is not None else x, token0), 1)
         if self.hidden is not None:
             x = self.hidden(x)
             x = self.hidden_act(self._hidden_norm(x) if token_dim else x)
