@@ -4,7 +4,9 @@ Ultralytics attribute the docs name exists; and no committed text file names an 
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import itertools
 import re
 import subprocess
@@ -28,9 +30,10 @@ PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 TOP = ("benchmarks", "cfg", "docs", "examples", "tests", "yolo_mobilevit", ".ci")
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-CODE_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)
+CODE_BLOCK = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 # a repository path as written: globs (`cfg/yolo26-*.yaml`), brace lists and `<placeholders>` allowed
-REPO_PATH = re.compile(r"(?<![\w./-])(?:\.\./)*((?:%s)/[\w.*{},/<>-]*[\w*}>])" % "|".join(re.escape(t) for t in TOP))
+_TOP = "|".join(re.escape(t) for t in TOP)
+REPO_PATH = re.compile(rf"(?<![\w./-])(?:\.\./)*((?:{_TOP})/[\w.*{{}},/<>-]*[\w*}}>])")
 CONFIG = re.compile(r"(?<![\w./-])(yolo(?:v\d+|\d+)[\w.{},-]*?\.yaml)\b")
 SUBCOMMAND = re.compile(r"(?<![\w/-])yolo-mobilevit ([a-z][\w-]*)")
 
@@ -146,7 +149,8 @@ def test_config_name_mapping_is_checked():
 @cache
 def is_subcommand(name: str) -> bool:
     try:
-        cli_main([name, "--help"])
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            cli_main([name, "--help"])
     except SystemExit as e:
         return e.code == 0
     return False
@@ -187,7 +191,11 @@ def machine_roots() -> list[str]:
     worktree's parent (both are where this machine keeps checkouts, datasets and run folders)."""
     roots = {REPO.parent}
     common = subprocess.run(
-        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=REPO, capture_output=True, text=True
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if common.returncode == 0:
         roots.add(Path(common.stdout.strip()).parent.parent)
@@ -204,8 +212,7 @@ def test_no_committed_file_names_a_machine_path():
         if not path.is_file():
             continue
         data = path.read_bytes()
-        if b"\0" in data[:8192] and not path.suffix == ".pt":  # binary, except checkpoints (pickled strings)
+        if b"\0" in data[:8192] and path.suffix != ".pt":  # binary, except checkpoints (pickled strings)
             continue
         found += [f"{name.decode()}: {root.decode()}" for root in roots if root in data]
     assert not found, f"committed files name absolute paths of this machine: {found}"
-
