@@ -7,12 +7,16 @@ GFLOPs = 2 x multiply-accumulates, two ways: Ultralytics' figure (thop: what `yo
 attention kernels) and torch's FLOP counter with attention added (what the hardware computes).
 Latency: batch 1, fp32, PyTorch eager (`torch.inference_mode`; no BN folding for any model, since Ultralytics'
 `fuse()` only folds its own conv classes), `--threads` intra-op threads, median and minimum of `--repeats` timed
-forwards taken round-robin over the models (background load falls on every model alike) after `--warmup` ones.
+forwards taken round-robin over the models (background load falls on every model alike) after `--warmup` ones;
+with `--reference MODEL` (one of the configs) two columns give each model's median and minimum as multiples of that
+model's (on a loaded machine the two differ where the load changed during the run: read them as a range).
+The note under the table records the load average before and after the timing (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from functools import partial
 from pathlib import Path
@@ -51,7 +55,14 @@ def latencies(models: list[nn.Module], imgsz: int, repeats: int, warmup: int) ->
     return list(timed.values())
 
 
-def row(config: str, model: nn.Module, imgsz: int, latency: Latency | None) -> dict[str, str]:
+def load_average() -> str:
+    """The 1/5/15-minute load averages, e.g. "1.8 / 2.2 / 2.0"."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def row(
+    config: str, model: nn.Module, imgsz: int, latency: Latency | None, reference: tuple[str, Latency] | None
+) -> dict[str, str]:
     stats = model_stats(model, imgsz)
     out = {
         "model": Path(config).name,
@@ -63,6 +74,10 @@ def row(config: str, model: nn.Module, imgsz: int, latency: Latency | None) -> d
     if latency:
         out["CPU ms (median)"] = f"{latency.median_ms:.0f}"
         out["CPU ms (min)"] = f"{latency.min_ms:.0f}"
+    if latency and reference:
+        name, ref = reference
+        out[f"median / {Path(name).stem}"] = f"{latency.median_ms / ref.median_ms:.2f}"
+        out[f"min / {Path(name).stem}"] = f"{latency.min_ms / ref.min_ms:.2f}"
     return out
 
 
@@ -74,17 +89,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--reference", default=None, help="with --latency: a model of --configs to give latency ratios against"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args()
     yolo_mobilevit.register()
     torch.set_num_threads(args.threads)
     names = args.configs or default_configs()
+    if args.reference and args.reference not in names:
+        parser.error(f"--reference {args.reference} is not among the configs: {' '.join(names)}")
     models = [build(c) for c in names]
+    load_before = load_average()
     times = latencies(models, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
-    table = markdown([row(c, m, args.imgsz, t) for c, m, t in zip(names, models, times)])
+    reference = (args.reference, times[names.index(args.reference)]) if args.latency and args.reference else None
+    table = markdown([row(c, m, args.imgsz, t, reference) for c, m, t in zip(names, models, times)])
     note = f"{args.imgsz}x{args.imgsz}, torch {torch.__version__}, {args.threads} threads"
     if args.latency:
-        note += f", batch 1 fp32 eager, median/min of {args.repeats} after {args.warmup} warm-up runs"
+        note += (
+            f", batch 1 fp32 eager, median/min of {args.repeats} after {args.warmup} warm-up runs, all models"
+            f" round-robin in one process; load average (1/5/15 min) {load_before} before the timing,"
+            f" {load_average()} after ({os.cpu_count()} CPUs, shared with other jobs)"
+        )
     print(table + "\n" + note)
     if args.out:
         args.out.write_text(table + "\n" + note + "\n")
