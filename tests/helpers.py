@@ -26,3 +26,7 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     """max |ours - ref| / max |ref| (in fp32)."""
     ours, ref = ours.float(), ref.float()
     return ((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

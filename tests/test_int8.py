@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import CFG, dataset_yaml, yolo
+from export_check import calibrated_checkpoint
 from ultralytics import YOLO
 
 from yolo_mobilevit.export import has_attention, litert_head_scope, make_torch2litert, nncf_transformer
-from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
 IMGSZ = 64
 CONFIGS = {"mobilevit": "yolov8n-mobilevit.yaml", "mobilenetv3": "yolov8n-mobilenetv3-small.yaml"}

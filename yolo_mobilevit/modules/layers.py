@@ -213,10 +213,6 @@ class MV2DownsampleStage(YamlModule):
         return self.blocks(self.downsample(x))
 
 
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class SqueezeExcite(nn.Module):
     """Squeeze-excite: x * gate(expand(act(reduce(mean_HW(x))))). (B, c, H, W) -> (B, c, H, W).
 
@@ -314,7 +310,6 @@ __all__ = [
     "MV2DownsampleStage",
     "MV2Stage",
     "SqueezeExcite",
-    "count_params",
     "fold_batchnorm",
     "fuse_modules",
     "image_statistics",

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The install a user gets: build the sdist and the wheel, check their metadata, install the wheel (not editable) into
+# a fresh venv and, from an empty folder, run the main job by bare config names: train (a YOLOv8 and a YOLO26 name
+# with a scale letter), val, predict, export to ONNX, `yolo-mobilevit cfg` and `doctor`. Offline: a private copy of
+# coco8 from $YOLO_MOBILEVIT_DATASETS (default ../shared/datasets beside the checkout), never the downloadable one.
+# Usage: bash .ci/wheel_check.sh [PYTHON]  (PYTHON builds; default .venv/bin/python, which has `build` and `twine`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+builder=${1:-.venv/bin/python}
+datasets=${YOLO_MOBILEVIT_DATASETS:-$repo/../shared/datasets}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+start=$SECONDS
+step() { echo "== wheel check ($((SECONDS - start)) s): $*"; }
+
+step "build sdist + wheel"
+"$builder" -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+"$builder" -m twine check --strict "$work"/dist/*
+wheel=$(ls "$work"/dist/*.whl)
+"$builder" - "$wheel" "$repo/cfg" <<'EOF'
+import sys, zipfile
+from pathlib import Path
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+shipped = sorted(p.name for p in Path(sys.argv[2]).glob("*.yaml"))
+packaged = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("yolo_mobilevit/cfg/") and n.endswith(".yaml"))
+assert packaged == shipped, f"wheel configs differ from cfg/: {sorted(set(shipped) ^ set(packaged))}"
+strays = [n for n in names if n.split("/")[0] in {"tests", "benchmarks", "cfg"} or "export_check" in n]
+assert not strays, f"test/benchmark files in the wheel: {strays}"
+assert "yolo_mobilevit/cfg_index.json" in names and "yolo_mobilevit_autoload.pth" in names
+print(f"wheel: {len(packaged)} configs, the index and the start-up file; no tests or benchmarks")
+EOF
+
+step "fresh venv: torch from local disk, then the wheel (not editable) and the ONNX exporter's packages"
+python3 -m venv "$work/venv"
+py=$work/venv/bin/python
+"$py" -m pip install -q torch==2.14.1 torchvision==0.29.1
+"$py" -m pip install -q "$wheel" onnx onnxslim onnxruntime  # Ultralytics pip-installs these at export otherwise
+
+step "an empty folder, offline, a private coco8"
+mkdir "$work/empty" "$work/config"
+cp -r "$datasets/coco8" "$work/coco8" && chmod -R u+w "$work/coco8" && find "$work/coco8" -name '*.cache' -delete
+data=$work/coco8/coco8.yaml
+cd "$work/empty"
+export YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$work/config PYTHONPATH=  # nothing from the checkout
+yolo=$work/venv/bin/yolo
+tiny=(imgsz=64 epochs=1 batch=4 workers=0 device=cpu pretrained=False plots=False project="$work/runs" exist_ok=True)
+"$py" -c "import yolo_mobilevit, sys; assert 'site-packages' in yolo_mobilevit.__file__, yolo_mobilevit.__file__"
+
+step "yolo train model=yolov8n-mobilevit.yaml"
+"$yolo" train model=yolov8n-mobilevit.yaml data="$data" name=v8 "${tiny[@]}"
+step "yolo train model=yolo26n-mobilevit-xxs.yaml"
+"$yolo" train model=yolo26n-mobilevit-xxs.yaml data="$data" name=y26 "${tiny[@]}"
+for run in v8 y26; do
+    best=$work/runs/$run/weights/best.pt
+    step "val / predict ($run)"
+    "$yolo" val model="$best" data="$data" imgsz=64 batch=4 workers=0 device=cpu plots=False project="$work/runs" \
+        name="$run-val" exist_ok=True
+    "$yolo" predict model="$best" source="$work/coco8/images/val" imgsz=64 device=cpu project="$work/runs" \
+        name="$run-predict" exist_ok=True
+done
+step "yolo export format=onnx (v8)"
+"$yolo" export model="$work/runs/v8/weights/best.pt" format=onnx imgsz=64
+test -s "$work/runs/v8/weights/best.onnx"
+
+step "yolo-mobilevit cfg / doctor"
+"$work/venv/bin/yolo-mobilevit" cfg >"$work/cfg.txt"
+grep -q "^yolov8s-mobilevit.yaml " "$work/cfg.txt" && ! grep -q "measured now" "$work/cfg.txt" && tail -3 "$work/cfg.txt"
+"$work/venv/bin/yolo-mobilevit" cfg yolov8s-mobilevit.yaml && test -f yolov8-mobilevit.yaml
+"$work/venv/bin/yolo-mobilevit" doctor | tee "$work/doctor.txt" | grep -v "^  x"
+grep -q "site-packages/yolo_mobilevit/cfg; all resolve by bare name" "$work/doctor.txt"
+step "passed"
