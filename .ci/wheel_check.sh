@@ -31,11 +31,17 @@ assert "yolo_mobilevit/cfg_index.json" in names and "yolo_mobilevit_autoload.pth
 print(f"wheel: {len(packaged)} configs, the index and the start-up file; no tests or benchmarks")
 EOF
 
-step "fresh venv: torch from local disk, then the wheel (not editable) and the ONNX exporter's packages"
+# torch: the CPU build of 2.13.0 that lies on this machine's disk (pip's find-links), in the plugin's torch>=2.4 range:
+# the CUDA build of 2.14.1 that .venv has comes from the registry with 3 GB of CUDA libraries (523 s to install here,
+# against 376 s for the CPU build and its torchvision on the same busy machine). WHEEL_CHECK_TORCH overrides it.
+torch_spec=${WHEEL_CHECK_TORCH:-torch==2.13.0 torchvision==0.28.0}
+step "fresh venv: $torch_spec, then the wheel (not editable) and the ONNX exporter's packages"
 python3 -m venv "$work/venv"
 py=$work/venv/bin/python
-"$py" -m pip install -q torch==2.14.1 torchvision==0.29.1
-"$py" -m pip install -q "$wheel" onnx onnxslim onnxruntime  # Ultralytics pip-installs these at export otherwise
+# shellcheck disable=SC2086
+"$py" -m pip install -q $torch_spec
+"$py" -m pip install -q "$wheel" onnx onnxslim onnxruntime  # else Ultralytics pip-installs them at export
+"$py" -m pip list 2>/dev/null | grep -E "^(torch|torchvision|ultralytics|yolo-mobilevit) "
 
 step "an empty folder, offline, a private coco8"
 mkdir "$work/empty" "$work/config"
