@@ -31,15 +31,27 @@ assert "yolo_mobilevit/cfg_index.json" in names and "yolo_mobilevit_autoload.pth
 print(f"wheel: {len(packaged)} configs, the index and the start-up file; no tests or benchmarks")
 EOF
 
-# torch: the CPU build of 2.13.0 that lies on this machine's disk (pip's find-links), in the plugin's torch>=2.4 range:
-# the CUDA build of 2.14.1 that .venv has comes from the registry with 3 GB of CUDA libraries (523 s to install here,
-# against 376 s for the CPU build and its torchvision on the same busy machine). WHEEL_CHECK_TORCH overrides it.
-torch_spec=${WHEEL_CHECK_TORCH:-torch==2.13.0 torchvision==0.28.0}
-step "fresh venv: $torch_spec, then the wheel (not editable) and the ONNX exporter's packages"
+# torch: installing the CUDA build of torch 2.14.1 from the registry costs a second 3 GB download (523 s here on a busy
+# machine, against 227 s for the wheel and everything else; the CPU build of torch 2.13.0 on this disk has no matching
+# torchvision: torchvision::nms fails). So the fresh venv takes torch and torchvision, and nothing else, from the
+# builder's environment: a folder of links to those packages, named by a .pth file after the venv's own
+# site-packages. Everything else (Ultralytics, OpenCV, ..., the plugin) pip installs fresh from the wheel's metadata.
+# WHEEL_CHECK_TORCH="torch==X torchvision==Y" installs them from the registry instead.
+step "fresh venv: torch ${WHEEL_CHECK_TORCH:-and torchvision linked from $builder}, then the wheel (not editable)"
 python3 -m venv "$work/venv"
 py=$work/venv/bin/python
-# shellcheck disable=SC2086
-"$py" -m pip install -q $torch_spec
+if [ -n "${WHEEL_CHECK_TORCH:-}" ]; then
+    # shellcheck disable=SC2086
+    "$py" -m pip install -q $WHEEL_CHECK_TORCH
+else
+    from=$("$builder" -c "import pathlib, torch; print(pathlib.Path(torch.__file__).parents[1])")
+    mkdir "$work/torch-stack"
+    shopt -s nullglob
+    for p in "$from"/{torch,torchgen,functorch,torchvision,torchvision.libs,triton,nvidia,cuda} \
+        "$from"/{torch-,torchvision-,triton-,nvidia_cu,nvidia_n,cuda_}*.dist-info; do ln -s "$p" "$work/torch-stack/"; done
+    shopt -u nullglob
+    echo "$work/torch-stack" >"$("$py" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/torch_stack.pth"
+fi
 "$py" -m pip install -q "$wheel" onnx onnxslim onnxruntime  # else Ultralytics pip-installs them at export
 "$py" -m pip list 2>/dev/null | grep -E "^(torch|torchvision|ultralytics|yolo-mobilevit) "
 

@@ -9,7 +9,7 @@ from conftest import CFG
 from yolo_mobilevit import configs
 
 INDEX = configs.read_index()
-STALE = f"rewrite it: {configs.INDEX_COMMAND}"
+STALE = f"rewrite it: {configs.INDEX_COMMAND} (new or changed configs; add --all after a change of the code)"
 # one config per backbone family (detect) and per task; the others share their modules and heads
 SAMPLE = [
     "yolov8-mobilevit-xxs.yaml",

@@ -163,19 +163,25 @@ def read_index() -> dict[str, Any]:
     return json.loads(INDEX_FILE.read_text()) if INDEX_FILE.is_file() else {"configs": {}}
 
 
-def write_index(progress: Callable[[str], None] = print) -> Path:
-    """Measure every shipped config (:func:`measure`) and write :data:`INDEX_FILE`."""
+def write_index(progress: Callable[[str], None] = print, everything: bool = False) -> Path:
+    """Measure the shipped configs (:func:`measure`) and write :data:`INDEX_FILE`. Entries of unchanged files are
+    kept when the index was measured with these same versions, unless ``everything`` (after a code change)."""
     import torch
     import ultralytics
 
     from .versions import __version__
 
+    versions = {"yolo_mobilevit": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
+    old = read_index()
+    kept = {} if everything or old.get("measured_with") != versions else old["configs"]
     configs = shipped_configs()
     entries = {}
     for i, path in enumerate(configs, 1):
+        if path.name in kept and kept[path.name]["sha256"] == digest(path):
+            entries[path.name] = kept[path.name]
+            continue
         progress(f"[{i}/{len(configs)}] {path.name}")
         entries[path.name] = measure(path)
-    versions = {"yolo_mobilevit": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
     index = {"command": INDEX_COMMAND, "imgsz": IMGSZ, "measured_with": versions, "configs": entries}
     INDEX_FILE.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     return INDEX_FILE
@@ -223,7 +229,10 @@ def table(rows: list[dict[str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the measured index of the shipped configs.")
-    parser.add_argument("--write-index", action="store_true", help=f"measure every config; write {INDEX_FILE.name}")
+    parser.add_argument(
+        "--write-index", action="store_true", help=f"measure new or changed configs; write {INDEX_FILE.name}"
+    )
+    parser.add_argument("--all", action="store_true", help="measure every config (after a change of the code)")
     args = parser.parse_args(argv)
     if not args.write_index:
         parser.print_help()
@@ -231,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     import yolo_mobilevit
 
     yolo_mobilevit.register()
-    print(f"wrote {write_index(lambda s: print(s, file=sys.stderr, flush=True))}")
+    print(f"wrote {write_index(lambda s: print(s, file=sys.stderr, flush=True), everything=args.all)}")
     return 0
 
 
