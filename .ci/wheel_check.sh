@@ -65,21 +65,29 @@ yolo=$work/venv/bin/yolo
 tiny=(imgsz=64 epochs=1 batch=4 workers=0 device=cpu pretrained=False plots=False project="$work/runs" exist_ok=True)
 "$py" -c "import yolo_mobilevit, sys; assert 'site-packages' in yolo_mobilevit.__file__, yolo_mobilevit.__file__"
 
-step "yolo train model=yolov8n-mobilevit.yaml"
-"$yolo" train model=yolov8n-mobilevit.yaml data="$data" name=v8 "${tiny[@]}"
-step "yolo train model=yolo26n-mobilevit-xxs.yaml"
-"$yolo" train model=yolo26n-mobilevit-xxs.yaml data="$data" name=y26 "${tiny[@]}"
-for run in v8 y26; do
-    best=$work/runs/$run/weights/best.pt
-    step "val / predict ($run)"
+# The main job of each name: train, then val, predict (and export) its best.pt. The two run side by side, one thread
+# each (2 cores in CI); each writes its own log, printed when it ends.
+main_job() {  # RUN MODEL: train MODEL by its bare name into runs/RUN, then use what it made
+    local run=$1 model=$2 best=$work/runs/$1/weights/best.pt
+    "$yolo" train model="$model" data="$data" name="$run" "${tiny[@]}"
     "$yolo" val model="$best" data="$data" imgsz=64 batch=4 workers=0 device=cpu plots=False project="$work/runs" \
         name="$run-val" exist_ok=True
     "$yolo" predict model="$best" source="$work/coco8/images/val" imgsz=64 device=cpu project="$work/runs" \
         name="$run-predict" exist_ok=True
-done
-step "yolo export format=onnx (v8)"
-"$yolo" export model="$work/runs/v8/weights/best.pt" format=onnx imgsz=64
-test -s "$work/runs/v8/weights/best.onnx"
+    if [ "$run" = v8 ]; then "$yolo" export model="$best" format=onnx imgsz=64 && test -s "${best%.pt}.onnx"; fi
+}
+step "train, val, predict: yolov8n-mobilevit.yaml (+ export format=onnx) and yolo26n-mobilevit-xxs.yaml"
+OMP_NUM_THREADS=1 main_job v8 yolov8n-mobilevit.yaml >"$work/v8.log" 2>&1 &
+v8=$!
+OMP_NUM_THREADS=1 main_job y26 yolo26n-mobilevit-xxs.yaml >"$work/y26.log" 2>&1 &
+y26=$!
+status=0
+wait "$v8" || status=1
+wait "$y26" || status=1
+cat "$work/v8.log" "$work/y26.log"
+[ "$status" = 0 ]
+for log in "$work/v8.log" "$work/y26.log"; do grep -q "yolo_mobilevit.modules.mobilevit.MobileViTStage" "$log"; done
+grep -q "YOLOv8n-mobilevit summary" "$work/v8.log" && grep -q "YOLO26n-mobilevit-xxs summary" "$work/y26.log"
 
 step "yolo-mobilevit cfg / doctor"
 "$work/venv/bin/yolo-mobilevit" cfg >"$work/cfg.txt"
