@@ -35,3 +35,16 @@ def test_index_names_every_shipped_config_with_its_digest():
 @pytest.mark.parametrize("name", SAMPLE)
 def test_indexed_figures_measure_the_same_today(name: str):
     assert configs.measure(CFG / name) == INDEX["configs"][name], STALE
+
+
+def test_a_config_not_in_the_index_is_measured_when_listed(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A config added after the index was written (here a copy under a new name) is built and measured on the spot:
+    its rows carry the figures the index has for the same file."""
+    (tmp_path / "yolo26-mobilenetv3-new.yaml").write_bytes((CFG / "yolo26-mobilenetv3-small.yaml").read_bytes())
+    monkeypatch.setattr(configs, "config_dir", lambda: tmp_path)
+    lines: list[str] = []
+    rows, measured = configs.listing(progress=lines.append)
+    assert measured == 1 and "yolo26-mobilenetv3-new.yaml" in lines[0]
+    indexed = INDEX["configs"]["yolo26-mobilenetv3-small.yaml"]["scales"]
+    assert [r["model"] for r in rows] == [f"yolo26{s}-mobilenetv3-new.yaml" for s in indexed]
+    assert [r["params (M)"] for r in rows] == [f"{f['params'] / 1e6:.2f}" for f in indexed.values()]
