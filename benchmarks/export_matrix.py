@@ -6,13 +6,14 @@ PyTorch's. Writes a markdown table; the README's export table quotes it.
     python benchmarks/export_matrix.py --formats mnn --args int8=True    # quantized variants: key=value for export
 
 The toolchains are not dependencies of the plugin: `pip install ncnn pnnx MNN coremltools` first. The checkpoints
-are random-init models calibrated as tests/test_export.py calibrates them (``yolo_mobilevit.tools.export_check``: BN
+are random-init models calibrated as tests/test_export.py calibrates them (``tests/export_check.py``: BN
 statistics from coco8, spread head outputs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -24,10 +25,12 @@ import numpy as np
 import torch
 from ultralytics import YOLO
 
-from yolo_mobilevit.tools.compare import offline_dataset
-from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, resized, torch_output
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the export checks the tests run (tests/export_check.py)
+
+from export_check import FAMILIES, calibrated_checkpoint, errors, resized, torch_output
+
+DATASETS = Path(os.environ.get("YOLO_MOBILEVIT_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 SUFFIX = {
     "ncnn": "_ncnn_model",
@@ -76,7 +79,7 @@ def measure(
     pt = work / f"{family}.pt"
     if not pt.exists():
         config = ROOT / "cfg" / FAMILIES[family] if family in FAMILIES else f"{family}.yaml"  # else stock YOLO
-        calibrated_checkpoint(config, offline_dataset("coco8") / "images", pt)
+        calibrated_checkpoint(config, DATASETS / "coco8" / "images", pt)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("yolo")), "export", f"model={pt}", f"format={fmt}", f"imgsz={imgsz}",

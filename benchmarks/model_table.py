@@ -26,6 +26,7 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 import yolo_mobilevit
+from yolo_mobilevit.configs import scaled_name
 from yolo_mobilevit.tools.compare import markdown, model_stats
 from yolo_mobilevit.tools.timing import Latency, interleaved_latency
 
@@ -35,7 +36,7 @@ STOCK = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 
 def lettered(config: Path, scale: str = "n") -> str:
     """cfg/yolov8-mobilevit.yaml -> cfg/yolov8n-mobilevit.yaml (Ultralytics' scale-letter convention)."""
-    return str(config.with_name(re.sub(r"^(yolo(?:v)?\d+)-", rf"\g<1>{scale}-", config.name, count=1)))
+    return str(config.with_name(scaled_name(config.name, scale)))
 
 
 def default_configs() -> list[str]:

@@ -55,3 +55,7 @@ def assert_predictions(labels: Path, images: Path) -> None:
     expected = sorted(p.stem for p in images.glob("*.jpg"))
     assert sorted(found) == expected, f"{labels}: label files {sorted(found)}, images {expected}"
     assert all(found.values()), f"{labels}: empty label files {[k for k, v in found.items() if not v]}"
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -14,11 +14,11 @@ from pathlib import Path
 import coremltools as ct  # the test extra installs the coreml extra
 import pytest
 from conftest import CFG, dataset_yaml
+from export_check import calibrated_checkpoint
 from ultralytics import YOLO
 from ultralytics.engine.exporter import Exporter
 
 from yolo_mobilevit.export import make_exporter_call
-from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
 pytestmark = pytest.mark.slow  # every test converts a model (about 11 s each)
 

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import CFG, dataset_yaml, python, yolo
+from export_check import FAMILIES, calibrated_checkpoint, errors, torch_output
 from torch import nn
 from ultralytics import YOLO
-
-from yolo_mobilevit.tools.export_check import FAMILIES, calibrated_checkpoint, errors, torch_output
 
 EXPORT_SIZE = 96  # P5 is 3x3: odd, so the MobileViT resize path is in every exported graph anyway
 DYNAMIC_SIZES = [(96, 96), (160, 160), (672, 672), (352, 640)]

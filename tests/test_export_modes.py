@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CFG, dataset_yaml
+from export_check import calibrated_checkpoint
 from test_export import DYNAMIC_SIZES, check, image, run_onnx, torch_output
 from ultralytics import YOLO
 from ultralytics.engine.exporter import Exporter
@@ -26,7 +27,6 @@ from yolo_mobilevit.modules.mobilevit import (
     unfold_patches,
 )
 from yolo_mobilevit.modules.mobilevitv2 import MobileViTv2Block
-from yolo_mobilevit.tools.export_check import calibrated_checkpoint
 
 FLAGSHIP = "yolov8-mobilevit.yaml"
 COREML = ExportMode(static=True, four_d_patches=True)

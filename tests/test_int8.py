@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CFG, dataset_yaml, yolo
+from export_check import calibrated_checkpoint, resized, torch_output
 from helpers import assert_predictions
 from ultralytics import YOLO
 
 from yolo_mobilevit.export import has_attention, litert_head_scope, make_torch2litert, nncf_transformer
-from yolo_mobilevit.tools.export_check import calibrated_checkpoint, resized, torch_output
 
 IMGSZ = 64
 CONFIGS = {"mobilevit": "yolov8n-mobilevit.yaml", "mobilenetv3": "yolov8n-mobilenetv3-small.yaml"}

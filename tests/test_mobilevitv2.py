@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import count_params
 from mobilevit_refs import CONFIGS, config, timm
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_mobilevit.integration import YamlRowError
 from yolo_mobilevit.modules import MobileViTv2Block, MobileViTv2Stage
-from yolo_mobilevit.modules.layers import count_params
 from yolo_mobilevit.tools.features import backbone_features
 
 V2 = [name for name in CONFIGS if name.startswith("mobilevitv2_")]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -55,8 +55,8 @@ def test_policy_boundaries(version, expected):
 
 def _requirement(name: str) -> Requirement:
     """``name``'s line of pyproject.toml's dependencies."""
-    quoted = re.findall(r'^\s*"([^"]+)",', (REPO / "pyproject.toml").read_text(), flags=re.MULTILINE)
-    return next(r for r in map(Requirement, quoted) if r.name == name)
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return next(r for r in map(Requirement, dependencies) if r.name == name)
 
 
 def test_pyproject_admits_the_next_patch_release_and_not_the_next_minor():

@@ -52,7 +52,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         help="checkpoint file (.pth/.pt/.bin/.safetensors) or a timm / torchvision model name (downloads its "
         "weights: refused when YOLO_OFFLINE is set)",
     )
-    p.add_argument("--cfg", required=True, help="plugin model YAML, e.g. cfg/yolov8-mobilevitv2.yaml")
+    p.add_argument(
+        "--cfg", required=True, help="plugin model YAML, e.g. yolov8-mobilevitv2.yaml (shipped configs by name)"
+    )
     p.add_argument("-o", "--output", required=True, help="Ultralytics checkpoint to write (.pt)")
     p.add_argument("--format", default=None, help="source format (default: detected from the tensor names)")
     p.add_argument("--partial", action="store_true", help="allow a partial fit instead of refusing it")
@@ -86,7 +88,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
         description="Report whether the plugin is supported and active here; with --cfg, list the map size each "
         "plugin stage receives at --imgsz and whether patch-based stages (MobileViT v1/v2) handle it natively.",
     )
-    p.add_argument("--cfg", help="model YAML to check, e.g. cfg/yolov8n-mobilevit.yaml")
+    p.add_argument("--cfg", help="model YAML to check, e.g. yolov8n-mobilevit.yaml (shipped configs by name)")
     p.add_argument("--imgsz", type=int, default=640, help="training/inference image size (default 640)")
     p.add_argument("--rect", action="store_true", help="include rectangular-batch sizes (up to imgsz + stride)")
     p.add_argument(
@@ -97,6 +99,50 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="include multi-scale sizes imgsz*(1-M)..imgsz*(1+M) in stride steps (default M 0.5)",
     )
+
+
+def _cmd_cfg(args: argparse.Namespace) -> int:
+    from . import configs
+
+    if args.name:
+        try:
+            target = configs.copy_config(args.name, args.dir, force=args.force)
+        except (FileNotFoundError, FileExistsError) as e:
+            print(f"yolo-mobilevit cfg: {e}", file=sys.stderr)
+            return 2
+        lettered = configs.scaled_name(target.name, configs.scale_of(args.name) or "n")
+        print(f"wrote {target}; edit it, then e.g. `yolo train model={lettered}`: "
+              "a file in the working directory wins over the shipped one")  # fmt: skip
+        return 0
+    folder = configs.config_dir()
+    if folder is None:
+        print("yolo-mobilevit cfg: no shipped configs found (this install lacks yolo_mobilevit/cfg)", file=sys.stderr)
+        return 1
+    rows, measured = configs.listing(args.measure, lambda line: print(line, file=sys.stderr, flush=True))
+    print(configs.table(rows))
+    made = ", ".join(f"{k} {v}" for k, v in configs.read_index().get("measured_with", {}).items())
+    total = len(configs.shipped_configs())
+    print(f"\n{len(rows)} models ({total} configs, one per scale) in {folder}")
+    if measured < total:
+        print(f"figures of {total - measured} configs: {configs.INDEX_FILE.name}, measured with {made} "
+              f"(`{configs.INDEX_COMMAND}`)")  # fmt: skip
+    if measured:
+        print(f"figures of {measured} configs: measured now (not in the index, changed since, or --measure)")
+    return 0
+
+
+def _add_cfg(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cfg",
+        help="list the shipped model configs (family, task, head, params, GFLOPs at 640), or copy one to edit",
+        description="Without NAME: every shipped config at each scale, by the name `yolo train model=NAME` takes "
+        "from any folder. With NAME: write a copy of that config into the current folder (as `yolo copy-cfg` "
+        "does); a file in the working directory wins over the shipped one.",
+    )
+    p.add_argument("name", nargs="?", help="config to copy, with or without the scale letter (yolov8s-mobilevit.yaml)")
+    p.add_argument("--dir", default=".", help="folder to write the copy into (default: the current folder)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file of that name")
+    p.add_argument("--measure", action="store_true", help="measure every config here instead of reading the index")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -155,13 +201,13 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "models",
         nargs="*",
         metavar="MODEL|KEY=VALUE",
-        help="model YAMLs (cfg/yolov8n-mobilevit.yaml, yolov8n.yaml) or checkpoints (.pt); KEY=VALUE: train args. "
+        help="model YAMLs (yolov8n-mobilevit.yaml, yolov8n.yaml) or checkpoints (.pt); KEY=VALUE: train args. "
         "No models: yolo26n, yolo11n, yolov8n and each family's flagship",
     )
     p.add_argument(
         "--data",
         default=None,
-        help="dataset YAML (default: coco128 from $YOLO_MOBILEVIT_DATASETS or ../shared/datasets, else Ultralytics' "
+        help="dataset YAML (default: coco128 from the folder $YOLO_MOBILEVIT_DATASETS names, else Ultralytics' "
         "coco128.yaml, downloaded)",
     )
     p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
@@ -223,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("modules", help="list the YAML modules the plugin registers, with their arguments")
     _add_convert(sub)
     _add_doctor(sub)
+    _add_cfg(sub)
     _add_compare(sub)
     _add_cocoeval(sub)
     args, extra = parser.parse_known_args(argv)
@@ -235,10 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         "modules": _cmd_modules,
         "convert": _cmd_convert,
         "doctor": _cmd_doctor,
+        "cfg": _cmd_cfg,
         "compare": _cmd_compare,
         "cocoeval": _cmd_cocoeval,
     }
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as coreutils do
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: formats whose converters lack pixel_unshuffle / pixel_shuffle: CoreML's iOS15 opset, and onnx2tf (TF SavedModel,
 #: TF GraphDef, TF.js, Edge TPU), which fails on the DepthToSpace of MobileViT's patch folding

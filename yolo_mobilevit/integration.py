@@ -62,6 +62,8 @@ PATCHES: tuple[Patch, ...] = (
           "pretrained=FILE / .load(FILE): convert a timm, torchvision, cvnets or Mobile-Former checkpoint on the fly"),
     Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.pretrained:make_torch_safe_load",
           "read a reference (non-Ultralytics) checkpoint as weights to convert instead of failing to unpickle it"),
+    Patch(_TASKS, "check_yaml", "yolo_mobilevit.configs:make_check_yaml",
+          "model YAMLs by bare name from any folder: the shipped configs, after the working directory and Ultralytics'"),
     Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.multiscale:make_get_dataloader",
           "variable_batch: give the train loader the variable-batch sampler"),
     Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.multiscale:make_preprocess_batch",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn

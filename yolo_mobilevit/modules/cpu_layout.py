@@ -10,7 +10,8 @@ hands back contiguous NCHW. Training, other devices, tracing, export and compila
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

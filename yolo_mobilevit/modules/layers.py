@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -213,10 +214,6 @@ class MV2DownsampleStage(YamlModule):
         return self.blocks(self.downsample(x))
 
 
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class SqueezeExcite(nn.Module):
     """Squeeze-excite: x * gate(expand(act(reduce(mean_HW(x))))). (B, c, H, W) -> (B, c, H, W).
 
@@ -314,7 +311,6 @@ __all__ = [
     "MV2DownsampleStage",
     "MV2Stage",
     "SqueezeExcite",
-    "count_params",
     "fold_batchnorm",
     "fuse_modules",
     "image_statistics",

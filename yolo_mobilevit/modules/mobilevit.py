@@ -13,7 +13,8 @@ layer5 P5  80, 96, 3, 2    96, 144, 3, 4    160, 240, 3, 4
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F

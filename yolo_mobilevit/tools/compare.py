@@ -36,16 +36,15 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .cocoeval import METRICS as COCO_METRICS
 from .timing import measure_latency, ort_feed, ort_session
-
-REPO = Path(__file__).resolve().parents[2]
 
 # Today's stock YOLO against each family's flagship (the configs with every task), in YOLO26 and the project's
 # YOLOv8 flagship.
@@ -53,12 +52,12 @@ DEFAULT_MODELS = (
     "yolo26n.yaml",
     "yolo11n.yaml",
     "yolov8n.yaml",
-    "cfg/yolov8n-mobilevit.yaml",
-    "cfg/yolo26n-mobilevit.yaml",
-    "cfg/yolo26n-mobilevitv2.yaml",
-    "cfg/yolo26n-mobilenetv3-large.yaml",
-    "cfg/yolo26n-mobileformer-151m.yaml",
-)
+    "yolov8n-mobilevit.yaml",
+    "yolo26n-mobilevit.yaml",
+    "yolo26n-mobilevitv2.yaml",
+    "yolo26n-mobilenetv3-large.yaml",
+    "yolo26n-mobileformer-151m.yaml",
+)  # the plugin's by bare name: the shipped configs (yolo_mobilevit.configs)
 # Plot marker of each family, matched in order against the model's name.
 FAMILIES = (
     ("mobileformer", "Mobile-Former", "P"),
@@ -95,18 +94,19 @@ class CompareError(ValueError):
 # --------------------------------------------------------------------------------------------- shared helpers
 
 
-def offline_dataset(name: str) -> Path:
-    """The folder of dataset ``name`` in the offline datasets folder: ``YOLO_MOBILEVIT_DATASETS``, else
-    ``../shared/datasets`` beside the repository (it may not exist)."""
+def offline_dataset(name: str) -> Path | None:
+    """The folder of dataset ``name`` in the offline datasets folder the user names in ``YOLO_MOBILEVIT_DATASETS``
+    (it may not exist); None when the variable is unset."""
     root = os.environ.get("YOLO_MOBILEVIT_DATASETS")
-    return (Path(root) if root else REPO.parent / "shared" / "datasets") / name
+    return Path(root) / name if root else None
 
 
 def default_data() -> str:
     """coco128 from the offline datasets folder (:func:`offline_dataset`), else Ultralytics' ``coco128.yaml`` (which
     Ultralytics downloads)."""
-    path = offline_dataset("coco128") / "coco128.yaml"
-    return str(path) if path.is_file() else "coco128.yaml"
+    folder = offline_dataset("coco128")
+    path = folder / "coco128.yaml" if folder else None
+    return str(path) if path and path.is_file() else "coco128.yaml"
 
 
 def model_stats(model: Any, imgsz: int) -> dict[str, float]:
@@ -139,8 +139,8 @@ def markdown(rows: list[dict[str, str]]) -> str:
 
 
 def default_models() -> list[str]:
-    """:data:`DEFAULT_MODELS`, the ``cfg/`` ones from this checkout's ``cfg`` folder wherever compare runs."""
-    return [str(REPO / m) if m.startswith("cfg/") and (REPO / m).is_file() else m for m in DEFAULT_MODELS]
+    """:data:`DEFAULT_MODELS` (bare names: they resolve from any folder, in every model's process)."""
+    return list(DEFAULT_MODELS)
 
 
 def family(name: str) -> tuple[str, str]:
@@ -151,8 +151,8 @@ def family(name: str) -> tuple[str, str]:
 def check_model(spec: str) -> str:
     """Return the model argument in a form a process started elsewhere resolves the same way, or raise CompareError
     naming it: a checkpoint must exist; a YAML must exist, possibly with Ultralytics' scale letter added to its name
-    (``cfg/yolov8n-mobilevit.yaml`` for ``cfg/yolov8-mobilevit.yaml``), or be a config Ultralytics ships
-    (``yolov8n.yaml``)."""
+    (``cfg/yolov8n-mobilevit.yaml`` for ``cfg/yolov8-mobilevit.yaml``), or be a config Ultralytics or the plugin
+    ships (``yolov8n.yaml``, ``yolov8n-mobilevit.yaml``)."""
     path = Path(spec)
     if path.suffix == ".pt":
         if not path.is_file():
@@ -167,7 +167,7 @@ def check_model(spec: str) -> str:
     except Exception as e:  # noqa: BLE001 (FileNotFoundError, YAML errors: all mean the same to the user)
         raise CompareError(
             f"model {spec!r}: not a readable model YAML (no such file here, with or without the scale letter, and "
-            f"not a config Ultralytics ships): {e}"
+            f"not a config Ultralytics or the plugin ships): {e}"
         ) from None
     # keep the name as given (it carries the scale letter); anchor a relative folder to this working directory
     return str(path.parent.resolve() / path.name) if path.parent != Path(".") or path.exists() else spec

@@ -156,6 +156,34 @@ def check_safe_load(report: Report, state: str) -> None:
     )
 
 
+def check_config_names(report: Report) -> None:
+    """Every shipped config resolves by its bare name, as ``yolo train model=NAME`` looks it up from this folder,
+    and so does one name with a scale letter."""
+    from ultralytics.nn.tasks import check_yaml, yaml_model_load
+
+    from ..configs import config_dir, scaled_name, shipped_configs
+    from ..integration import register
+
+    register()
+    configs = shipped_configs()
+    if not configs:
+        report.add("config names: no shipped configs found (this install lacks yolo_mobilevit/cfg)", ok=False)
+        return
+    found = {p.name: check_yaml(p.name, hard=False) for p in configs}
+    missing = sorted(name for name, path in found.items() if not path)
+    here = sorted(name for name, path in found.items() if path and Path(path).resolve() != (config_dir() / name))
+    lettered = scaled_name(configs[0].name, "n")
+    try:
+        scale = yaml_model_load(lettered)["scale"]
+    except Exception as e:  # noqa: BLE001 - any failure to load is the finding
+        scale = f"does not load: {e}"
+    ok = not missing and scale == "n"
+    detail = f"unresolved: {', '.join(missing)}" if missing else "all resolve by bare name"
+    report.add(f"config names: {len(configs)} shipped in {config_dir()}; {detail}; {lettered} -> scale {scale}", ok=ok)
+    if here:
+        report.add(f"  a file of the same name elsewhere wins (working directory or Ultralytics): {', '.join(here)}")
+
+
 def input_sizes(imgsz: int, stride: int, rect: bool, multi_scale: float) -> list[int]:
     """Square-side sizes training can feed: imgsz; rect adds every stride multiple up to ceil(imgsz/stride + 0.5)
     strides (the padded long side, e.g. 672 at 640); multi-scale adds imgsz*(1-m) .. imgsz*(1+m) in stride steps."""
@@ -222,6 +250,7 @@ def run(cfg: str | None = None, imgsz: int = 640, rect: bool = False, multi_scal
     if state != "missing":
         check_patches(report, state)
         check_safe_load(report, state)
+        check_config_names(report)
     if cfg:
         check_config(report, cfg, imgsz, rect, multi_scale)
     print("\n".join(report.lines))

@@ -1,5 +1,5 @@
-"""What checking an exported model against its PyTorch checkpoint needs, shared by ``tests/test_export.py`` and
-``benchmarks/export_matrix.py``: one config per backbone family, a calibration that makes a random-init model behave
+"""What checking an exported model against its PyTorch checkpoint needs, shared by the export tests and
+``benchmarks/export_matrix.py`` (test and benchmark code: not part of the package): one config per backbone family, a calibration that makes a random-init model behave
 like a trained one numerically, the raw output to compare, and the errors of boxes and scores."""
 
 from __future__ import annotations
