@@ -1,6 +1,12 @@
-"""Helpers shared by the tests: non-trivial norm statistics for random models, and the relative error they compare."""
+"""Helpers shared by the tests: non-trivial norm statistics for random models, the relative error they compare, and
+a private Ultralytics runs dir."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,3 +32,19 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     """max |ours - ref| / max |ref| (in fp32)."""
     ours, ref = ours.float(), ref.float()
     return ((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+
+
+def private_runs_dir(root: Path) -> tuple[dict[str, str], Path]:
+    """(environment, runs_dir) of a private Ultralytics settings file under ``root`` whose ``runs_dir`` is an empty
+    folder, so a test sees whatever Ultralytics writes into its runs dir."""
+    config, runs = root / "config", root / "runs_dir"
+    runs.mkdir(parents=True)
+    env = {"YOLO_CONFIG_DIR": str(config)}
+    code = f"from ultralytics.utils import SETTINGS; SETTINGS.update(runs_dir={str(runs)!r})"
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
+    return env, runs
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every path under ``folder`` (folders too), relative and sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
