@@ -45,6 +45,15 @@ def private_runs_dir(root: Path) -> tuple[dict[str, str], Path]:
     return env, runs
 
 
+def run_as_user(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as a user's shell would: without pytest's ``PYTEST_CURRENT_TEST``, under which Ultralytics writes
+    its runs into its own package's ``tests/tmp/runs`` instead of the runs dir. Fails with the output on an error."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | {"YOLO_OFFLINE": "1", **env}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
 def files_under(folder: Path) -> list[str]:
     """Every path under ``folder`` (folders too), relative and sorted."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))

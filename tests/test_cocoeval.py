@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import CFG, dataset_yaml
-from conftest import run as conftest_run
-from helpers import files_under, private_runs_dir
+from helpers import files_under, private_runs_dir, run_as_user
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.utils import ROOT, YAML
 
@@ -175,6 +174,6 @@ def test_writes_only_under_project(tmp_path: Path):
     cwd.mkdir()
     cmd = [sys.executable, "-m", "yolo_mobilevit.cli", "cocoeval", "model=yolov8n.yaml"]
     cmd += [f"data={dataset_yaml('coco8')}", "imgsz=64", "device=cpu", f"project={tmp_path / 'out'}", "name=e"]
-    conftest_run(cmd, cwd=cwd, env=env)
+    run_as_user(cmd, cwd, env)
     assert files_under(cwd) == [] and files_under(runs_dir) == []
     assert files_under(tmp_path / "out") == ["e", "e/ground_truth.json", "e/metrics.json", "e/predictions.json"]
