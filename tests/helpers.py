@@ -50,7 +50,9 @@ def run_as_user(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
     its runs into its own package's ``tests/tmp/runs`` instead of the runs dir. Fails with the output on an error."""
     full_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | {"YOLO_OFFLINE": "1", **env}
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
