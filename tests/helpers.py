@@ -35,12 +35,15 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def private_runs_dir(root: Path) -> tuple[dict[str, str], Path]:
-    """(environment, runs_dir) of a private Ultralytics settings file under ``root`` whose ``runs_dir`` is an empty
-    folder, so a test sees whatever Ultralytics writes into its runs dir."""
-    config, runs = root / "config", root / "runs_dir"
+    """(environment, runs_dir) of a private Ultralytics settings file under ``root`` whose ``runs_dir`` (and
+    ``weights_dir``, ``root/weights_dir``) are empty folders, so a test sees whatever Ultralytics writes there."""
+    config, runs, weights = root / "config", root / "runs_dir", root / "weights_dir"
     runs.mkdir(parents=True)
+    weights.mkdir()
     env = {"YOLO_CONFIG_DIR": str(config)}
-    code = f"from ultralytics.utils import SETTINGS; SETTINGS.update(runs_dir={str(runs)!r})"
+    code = (
+        f"from ultralytics.utils import SETTINGS; SETTINGS.update(runs_dir={str(runs)!r}, weights_dir={str(weights)!r})"
+    )
     subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
     return env, runs
 

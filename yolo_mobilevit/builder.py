@@ -396,7 +396,7 @@ def measured_maps(layers: nn.Sequential, ch: int, end: int, size: int = 256) -> 
                     x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
                 x = m(x)
                 outputs.append(x)
-    except Exception:  # noqa: BLE001 (a layer that needs more than an image: leave the judgement to Ultralytics)
+    except Exception:  # noqa: BLE001 (a layer that needs more than an image: Ultralytics judges it)
         return None
     finally:
         for m, mode in zip(layers.modules(), modes):
