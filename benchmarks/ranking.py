@@ -1,7 +1,8 @@
 """A small real-data protocol that ranks detectors on CPU: several seeds per model, the spread, and which pairs separate.
 
 Usage: python benchmarks/ranking.py [--models M ...] [--seeds 0 1 2] [--epochs 40] [--imgsz 160] [--jobs 2]
-       [--data coco128 folder] [--out DIR] [--pretrained none|imagenet] [--report-only] [KEY=VALUE train arguments ...]
+       [--data coco128 folder] [--out DIR] [--pretrained none|imagenet] [--report-only]
+       [KEY=VALUE train arguments ...]
 
 Protocol (defaults): coco128 from ``../shared/datasets`` (copied into ``DIR/data`` first, so no cache is written
 there), one class (``single_cls=True``: objects against background), ``imgsz`` 160, batch 16, ``epochs`` per run,

@@ -810,7 +810,8 @@ def compare(
         )
         notes.append(
             f"Training: same recipe for every model, YOLO(model).train(epochs={epochs}, imgsz={imgsz}, batch={batch}, "
-            f"seed={seed}{', ' + extra if extra else ''}, pretrained=False, then the policy below); {timed} "
+            f"seed={seed}{', ' + extra if extra else ''}, pretrained=False, then the pretraining policy at the top); "
+            f"{timed} "
             f"(validation excluded; torch threads as Ultralytics sets them: {train_threads}); "
             "mAP: YOLO(best.pt).val() on the dataset's val split; COCO metrics: `yolo-mobilevit cocoeval` "
             "(pycocotools, conf 0.001, 100 detections per image) on the same split. Rows sorted by latency."
