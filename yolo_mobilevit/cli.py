@@ -192,7 +192,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "imagenet: every backbone from ImageNet, plugin configs from their backbone_weights, stock YOLOv8/YOLO11/"
         "YOLO26 from Ultralytics' yolov8n-cls.pt / yolo11n-cls.pt / yolo26n-cls.pt (weights dir, the plugin's "
         "cache or YOLO_MOBILEVIT_WEIGHTS_MIRROR, else downloaded unless YOLO_OFFLINE); a model that gets none is "
-        "flagged in results.md as not comparable",
+        "flagged in results.md as not comparable. A .pt model trains its architecture under the policy too (its "
+        "weights are not used; --no-train evaluates checkpoints as they are)",
     )
     p.add_argument("--project", default=None, help="output folder's parent (default: Ultralytics' runs dir/compare)")
     p.add_argument("--name", default=None, help="output folder name (default: the dataset's name), incremented")
