@@ -145,11 +145,13 @@ class Start:
 
 
 def policy_trainer(base: type, start: Start) -> type:
-    """A subclass of the task's trainer ``base`` whose ``get_model`` hands the model it builds to ``start``."""
+    """A subclass of the task's trainer ``base`` whose ``get_model`` builds the model from its config alone and hands
+    it to ``start``: weights Ultralytics passes along are dropped (8.4.0 passes a ``.pt`` model's own weights even
+    with ``pretrained=False``), so the policy alone decides what every model starts from."""
 
     class PolicyTrainer(base):  # type: ignore[misc, valid-type]
-        def get_model(self, *args: Any, **kwargs: Any) -> nn.Module:
-            model = super().get_model(*args, **kwargs)
+        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> nn.Module:
+            model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
             start(model)
             return model
 
