@@ -1,13 +1,17 @@
 """A small real-data protocol that ranks detectors on CPU: several seeds per model, the spread, and which pairs separate.
 
 Usage: python benchmarks/ranking.py [--models M ...] [--seeds 0 1 2] [--epochs 40] [--imgsz 160] [--jobs 2]
-       [--data coco128 folder] [--out DIR] [--report-only] [KEY=VALUE train arguments ...]
+       [--data coco128 folder] [--out DIR] [--pretrained none|imagenet] [--report-only]
+       [KEY=VALUE train arguments ...]
 
 Protocol (defaults): coco128 from ``../shared/datasets`` (copied into ``DIR/data`` first, so no cache is written
 there), one class (``single_cls=True``: objects against background), ``imgsz`` 160, batch 16, ``epochs`` per run,
-every model from scratch (``pretrained=False``: no ImageNet weights can be reached from the machines this was made
-on), Ultralytics' default recipe (``optimizer=auto``) unless KEY=VALUE arguments say otherwise. Each run is its own
-``yolo train`` process; ``--jobs`` of them run at once (Ultralytics trains on one CPU thread each).
+one pretraining policy for every model, the switch ``yolo-mobilevit compare`` takes (``--pretrained``,
+:mod:`yolo_mobilevit.tools.pretraining`): ``none`` (the default: every model from scratch, plugin configs too; no
+ImageNet weights can be reached from the machines this was made on) or ``imagenet`` (every backbone from ImageNet;
+``runs.csv`` says what each run loaded), Ultralytics' default recipe (``optimizer=auto``) unless KEY=VALUE arguments
+say otherwise. Each run is its own training process (``python -m yolo_mobilevit.tools.pretraining POLICY`` with
+``yolo train``'s arguments); ``--jobs`` of them run at once (Ultralytics trains on one CPU thread each).
 
 Three scores per run, of ``best.pt`` (one class):
 - ``fit``: Ultralytics' mAP50-95 on the 128 training images themselves: how fast a model fits;
@@ -76,8 +80,9 @@ def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout:
     """Train ``model`` with ``seed``, then validate ``best.pt`` on both splits."""
     label = Path(model).stem
     project, name = args.out / "runs" / label, f"seed{seed}"
-    cmd = [str(YOLO_BIN), "train", f"model={model}", f"data={fit}", f"epochs={args.epochs}", f"imgsz={args.imgsz}"]
-    cmd += ["batch=16", "single_cls=True", "pretrained=False", "device=cpu", "workers=0", "plots=False"]
+    cmd = [sys.executable, "-m", "yolo_mobilevit.tools.pretraining", args.pretrained]
+    cmd += [f"model={model}", f"data={fit}", f"epochs={args.epochs}", f"imgsz={args.imgsz}"]
+    cmd += ["batch=16", "single_cls=True", "device=cpu", "workers=0", "plots=False"]
     cmd += [f"seed={seed}", "deterministic=True", f"project={project}", f"name={name}", "exist_ok=True", *args.extra]
     start = time.perf_counter()
     with open(args.out / "logs" / f"{label}-seed{seed}.log", "w") as log:
@@ -87,7 +92,8 @@ def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout:
     scores = {"fit": val_map(best, fit, args.imgsz, project, f"{name}-fit")}
     scores["holdout"] = val_map(best, holdout, args.imgsz, project, f"{name}-holdout")
     scores["holdout"] |= coco_ap(best, holdout, args.imgsz, project, f"{name}-cocoeval")
-    row = {"model": label, "seed": seed, "minutes": round(minutes, 1), "best": str(best)}
+    pretrained = (project / name / "pretrained.txt").read_text().strip()
+    row = {"model": label, "seed": seed, "minutes": round(minutes, 1), "best": str(best), "pretrained": pretrained}
     row |= {f"{split} {key}": round(v, 4) for split, s in scores.items() for key, v in s.items()}
     with open(args.out / "runs.jsonl", "a") as f:  # kept as each run ends, so a failed later run loses nothing
         f.write(json.dumps(row) + "\n")
@@ -124,6 +130,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "coco128")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "ranking")
+    parser.add_argument(
+        "--pretrained",
+        choices=("none", "imagenet"),
+        default="none",
+        help="one pretraining policy for every model, as `yolo-mobilevit compare --pretrained` (default none)",
+    )
     parser.add_argument("--report-only", action="store_true", help="no training: tabulate DIR/runs.jsonl")
     args, extra = parser.parse_known_args()
     if any("=" not in e for e in extra):
@@ -143,10 +155,12 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(lambda job: run_one(*job, args, fit, holdout), jobs))
     with open(args.out / "runs.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
+    loaded = sorted({f"{r['model']}: {r.get('pretrained', 'none (before the policy was recorded)')}" for r in rows})
     lines = [f"# Ranking: {args.epochs} epochs at {args.imgsz}, seeds {args.seeds}, extra {extra or 'none'}", ""]
+    lines += [f"Pretraining policy: {args.pretrained} (--pretrained). Loaded: {'; '.join(loaded)}.", ""]
     titles = {
         "fit map": "Ultralytics mAP50-95 on the training images (fit)",
         "holdout map": "Ultralytics mAP50-95 on val2017 (holdout)",

@@ -1,7 +1,11 @@
-"""Helpers shared by the tests: non-trivial norm statistics for random models, and the relative error they compare."""
+"""Helpers shared by the tests: non-trivial norm statistics for random models, the relative error they compare, and
+a private Ultralytics runs dir."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -59,3 +63,33 @@ def assert_predictions(labels: Path, images: Path) -> None:
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def private_runs_dir(root: Path) -> tuple[dict[str, str], Path]:
+    """(environment, runs_dir) of a private Ultralytics settings file under ``root`` whose ``runs_dir`` (and
+    ``weights_dir``, ``root/weights_dir``) are empty folders, so a test sees whatever Ultralytics writes there."""
+    config, runs, weights = root / "config", root / "runs_dir", root / "weights_dir"
+    runs.mkdir(parents=True)
+    weights.mkdir()
+    env = {"YOLO_CONFIG_DIR": str(config)}
+    code = (
+        f"from ultralytics.utils import SETTINGS; SETTINGS.update(runs_dir={str(runs)!r}, weights_dir={str(weights)!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
+    return env, runs
+
+
+def run_as_user(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as a user's shell would: without pytest's ``PYTEST_CURRENT_TEST``, under which Ultralytics writes
+    its runs into its own package's ``tests/tmp/runs`` instead of the runs dir. Fails with the output on an error."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | {"YOLO_OFFLINE": "1", **env}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    return proc
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every path under ``folder`` (folders too), relative and sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))

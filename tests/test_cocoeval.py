@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import CFG, dataset_yaml
+from helpers import files_under, private_runs_dir, run_as_user
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.utils import ROOT, YAML
 
@@ -163,3 +165,16 @@ def test_bad_arguments_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
     two_classes = make_dataset(tmp_path, {0: "cat", 1: "dog"}, {"a": (32, 32, ["0 0.5 0.5 0.5 0.5"])})
     with pytest.raises(CocoEvalError, match="has 80 classes, data=.* 2: .*single_cls=True"):
         run("yolov8n.yaml", two_classes["yaml_file"])
+
+
+def test_writes_only_under_project(tmp_path: Path):
+    """From an empty working directory with project= elsewhere: nothing lands in the working directory (8.4.0's
+    predictor makes ``runs/detect/predict`` there) nor in Ultralytics' runs dir."""
+    env, runs_dir = private_runs_dir(tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    cmd = [sys.executable, "-m", "yolo_mobilevit.cli", "cocoeval", "model=yolov8n.yaml"]
+    cmd += [f"data={dataset_yaml('coco8')}", "imgsz=64", "device=cpu", f"project={tmp_path / 'out'}", "name=e"]
+    run_as_user(cmd, cwd, env)
+    assert files_under(cwd) == [] and files_under(runs_dir) == []
+    assert files_under(tmp_path / "out") == ["e", "e/ground_truth.json", "e/metrics.json", "e/predictions.json"]

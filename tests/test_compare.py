@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CFG, dataset_yaml, python, run
+from helpers import files_under, private_runs_dir, run_as_user
 
 from yolo_mobilevit import cli
 from yolo_mobilevit.tools.compare import (
@@ -49,7 +50,7 @@ def test_compare_end_to_end(tmp_path: Path):
     with csv_file.open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
-        "model", "source", "params_M", "gflops_ultralytics", "gflops_attention",
+        "model", "source", "pretrained", "params_M", "gflops_ultralytics", "gflops_attention",
         "cpu_ms_b1", "cpu_rss_mb_b1", "ort_ms_b1", "ort_rss_mb_b1", "train_img_s", "mAP50", "mAP50-95",
         "coco_AP", "coco_AP50", "coco_AP75", "coco_APs", "coco_APm", "coco_APl", "coco_AR100",
     ]  # fmt: skip
@@ -72,7 +73,9 @@ def test_compare_end_to_end(tmp_path: Path):
 
     table = md.read_text()
     assert "CPU: process RSS (VmHWM after clear_refs)" in table  # Linux: the peak is reset right before the runs
-    assert "| model | params (M) | GFLOPs@64 (Ultralytics) | GFLOPs@64 (attention counted) | CPU eager ms b1 |" in table
+    assert "| model | pretrained | params (M) | GFLOPs@64 (Ultralytics) | GFLOPs@64 (attention counted) |" in table
+    assert all(r["pretrained"] == "none" for r in rows)  # the default policy: every model from scratch
+    assert table.startswith("Pretraining policy: none (--pretrained none): every model trains from scratch")
     assert table.count("\n| yolov8n") == 2 and "train(epochs=1, imgsz=64, batch=4, seed=0" in table
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
 
@@ -178,3 +181,109 @@ def test_no_train_validates_checkpoints_as_they_are(tmp_path: Path):
     assert rows["yolov8n"]["coco_AP"] == "" and float(rows["yolov8n"]["cpu_ms_b1"]) > 0
     assert (tmp_path / "cmp" / "untrained" / "cocoeval" / "metrics.json").is_file()
     assert "No training (--no-train)" in (tmp_path / "cmp" / "results.md").read_text()
+
+
+def imagenet_mirror(folder: Path) -> Path:
+    """A weights mirror (``YOLO_MOBILEVIT_WEIGHTS_MIRROR``) with shape-correct stand-ins for ImageNet weights:
+    Ultralytics' ``yolov8n-cls.pt`` (a real YOLOv8n-cls model saved as an Ultralytics checkpoint) and timm's
+    ``mobilevit_xxs`` state dict (the source format ``backbone_weights`` names)."""
+    import timm
+    import torch
+    from ultralytics import YOLO
+
+    (folder / "ultralytics").mkdir(parents=True)
+    (folder / "timm").mkdir()
+    YOLO("yolov8n-cls.yaml").save(folder / "ultralytics" / "yolov8n-cls.pt")
+    torch.save(timm.create_model("mobilevit_xxs").state_dict(), folder / "timm" / "mobilevit_xxs.cvnets_in1k.pth")
+    return folder
+
+
+def test_imagenet_start_loads_the_classifier_backbone_into_a_stock_detector(tmp_path, monkeypatch):
+    """yolov8n.yaml under ``imagenet``: layers 0-8 of yolov8n-cls.pt (all but its Classify head) land in the
+    detector; the head and SPPF keep their initialisation."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from yolo_mobilevit.tools.pretraining import Start, classifier_name
+
+    mirror = imagenet_mirror(tmp_path / "mirror")
+    monkeypatch.setenv("YOLO_MOBILEVIT_WEIGHTS_MIRROR", str(mirror))
+    monkeypatch.setattr("yolo_mobilevit.pretrained.cache_dir", lambda: tmp_path / "cache")
+    model = YOLO("yolov8n.yaml").model
+    assert classifier_name(model) == "yolov8n-cls.pt"
+    assert classifier_name(YOLO("yolo26s.yaml").model) == "yolo26s-cls.pt"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start = Start("imagenet")
+    start(model)
+    classifier, _ = load_checkpoint(mirror / "ultralytics" / "yolov8n-cls.pt")
+    theirs = {k: v for k, v in classifier.state_dict().items() if int(k.split(".")[1]) < len(classifier.model) - 1}
+    ours = model.state_dict()
+    in_backbone = [k for k in ours if int(k.split(".")[1]) < len(model.yaml["backbone"])]
+    assert (
+        start.loaded
+        and start.description == f"ImageNet (yolov8n-cls.pt, {len(theirs)}/{len(in_backbone)} backbone tensors)"
+    )
+    assert all(ours[k].equal(v) for k, v in theirs.items())
+    assert all(ours[k].equal(before[k]) for k in ours if k not in theirs)
+
+
+def test_policy_note_flags_models_that_loaded_nothing():
+    from yolo_mobilevit.tools.compare import pretraining_policy_note
+
+    rows = [
+        {"model": "a", "pretrained": "ImageNet (x, 3/3 tensors)", "pretrained_loaded": True},
+        {"model": "b", "pretrained": "none (yolov8n-cls.pt unavailable, offline)", "pretrained_loaded": False,
+         "pretrained_problem": "yolov8n-cls.pt not in W, and downloads are off (YOLO_OFFLINE)"},
+    ]  # fmt: skip
+    note = pretraining_policy_note("imagenet", True, rows)
+    assert "**NOT COMPARABLE: 1 of 2 models loaded no ImageNet weights and trained from scratch: b (none (" in note
+    assert "- b: yolov8n-cls.pt not in W, and downloads are off (YOLO_OFFLINE)" in note
+    assert "NOT COMPARABLE" not in pretraining_policy_note("imagenet", True, rows[:1])
+    assert pretraining_policy_note("none", True, rows).startswith("Pretraining policy: none")
+
+
+@pytest.mark.slow
+def test_compare_imagenet_policy_loads_every_backbone_and_writes_only_under_project(tmp_path: Path):
+    """A stock and a plugin YAML, tiny, ``--pretrained imagenet``: both load ImageNet weights (from a local mirror),
+    and results.md and the CSV say what each loaded (the default ``none``, neither: test_compare_end_to_end). Run
+    from an empty working directory: nothing lands there or in Ultralytics' runs dir. Progress: one line per model
+    and phase; notes: one epoch flagged as warm-up-bound, 4 training images and 1 timed run as timing noise."""
+    from ultralytics import YOLO
+
+    from yolo_mobilevit.featuremap import plugin_rows
+
+    env, runs_dir = private_runs_dir(tmp_path)
+    env["YOLO_MOBILEVIT_WEIGHTS_MIRROR"] = str(imagenet_mirror(tmp_path / "mirror"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    plugin = CFG / "yolov8n-mobilevit-xxs.yaml"
+    args = [
+        sys.executable, "-m", "yolo_mobilevit.cli", "compare", "yolov8n.yaml", str(plugin),
+        "--pretrained", "imagenet", "--data", str(dataset_yaml("coco8")),
+        "--imgsz", "64", "--epochs", "1", "--batch", "4", "--device", "cpu", "--no-onnx",
+        "--batches", "1", "--repeats", "1", "--warmup", "0",
+        "--project", str(tmp_path / "out"), "--name", "imagenet", "workers=0", "plots=False",
+    ]  # fmt: skip
+    out = run_as_user(args, cwd, env).stdout
+    for k, label in enumerate(("yolov8n", "yolov8n-mobilevit-xxs"), 1):
+        for phase in ("latency", "train", "val", "COCO eval"):
+            assert f"compare: model {k} of 2 ({label}): {phase}, " in out, (label, phase)
+    assert files_under(cwd) == [] and files_under(runs_dir) == []
+
+    with (tmp_path / "out" / "imagenet" / "results.csv").open() as f:
+        loaded = {r["model"]: r["pretrained"] for r in csv.DictReader(f)}
+    classifier = YOLO("yolov8n-cls.yaml").model
+    transferable = sum(1 for k in classifier.state_dict() if int(k.split(".")[1]) < len(classifier.model) - 1)
+    detector = YOLO("yolov8n.yaml").model
+    backbone = sum(1 for k in detector.state_dict() if int(k.split(".")[1]) < len(detector.yaml["backbone"]))
+    rows = sum(len(m.state_dict()) for _, m in plugin_rows(YOLO(str(plugin)).model))
+    assert loaded == {
+        "yolov8n": f"ImageNet (yolov8n-cls.pt, {transferable}/{backbone} backbone tensors)",
+        "yolov8n-mobilevit-xxs": f"ImageNet (timm/mobilevit_xxs.cvnets_in1k, {rows}/{rows} tensors)",
+    }
+    md = (tmp_path / "out" / "imagenet" / "results.md").read_text()
+    assert md.startswith("Pretraining policy: imagenet (--pretrained imagenet)") and "NOT COMPARABLE" not in md
+    assert f"| yolov8n | {loaded['yolov8n']} |" in md
+    assert "one training epoch, warm-up included" in md and "warm-up-bound" in md
+    assert "Timing noise: 4 training images, fewer than 4 batches of 4" in md
+    assert "Timing noise: 1 timed run(s) per latency figure" in md

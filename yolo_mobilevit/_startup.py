@@ -9,6 +9,7 @@ import os
 import sys
 
 from . import integration
+from .errors import install_excepthook
 
 ENV_SWITCH = "YOLO_MOBILEVIT_AUTOLOAD"
 
@@ -52,9 +53,11 @@ class PatchOnImport:
 
 
 def install_hook() -> None:
-    """Patch the watched modules already imported, and the others when they are. Idempotent."""
+    """Patch the watched modules already imported, and the others when they are; install the command line's
+    :class:`~yolo_mobilevit.errors.YamlRowError` hook. Idempotent."""
     for name in sorted(integration.WATCHED):
         if name in sys.modules:
             integration.on_import(name)
     if not any(isinstance(f, PatchOnImport) for f in sys.meta_path):
         sys.meta_path.insert(0, PatchOnImport())
+    install_excepthook()

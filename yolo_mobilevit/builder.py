@@ -43,9 +43,68 @@ def _known_names(tasks: Any) -> list[str]:
     return sorted({*YAML_MODULES, *ultra})
 
 
+def _is_known(name: str, tasks: Any) -> bool:
+    return name in YAML_MODULES or name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)
+
+
+def suggest_module(name: str, tasks: Any) -> str | None:
+    """The module a misspelt name most likely means, from Ultralytics' and the plugin's together; letter case is
+    ignored first (``C2F`` -> ``C2f``, not the closer-by-characters ``C2``)."""
+    known = _known_names(tasks)
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
+def check_module_name(label: str, row: list, name: str, tasks: Any) -> None:
+    """Refuse a module name neither Ultralytics nor the plugin defines, with the closest of both."""
+    if _is_known(name, tasks):
+        return
+    close = suggest_module(name, tasks)
+    origin = "a plugin module" if close in YAML_MODULES else "an Ultralytics module"
+    hint = f" Did you mean '{close}'? ({origin})" if close else ""
+    raise YamlRowError(
+        f"{label} {row!r}: unknown module '{name}'.{hint} Names are case-sensitive: Ultralytics' modules (those of "
+        f"ultralytics.nn.tasks, nn.*, torchvision.ops.*) or the plugin's: {', '.join(sorted(YAML_MODULES))}."
+    )
+
+
 def scale_channels(c: int, width: float, max_channels: float, divisor: int = 8) -> int:
     """Ultralytics' rule for a row's channels: ``ceil(min(c, max_channels) * width / divisor) * divisor``."""
     return math.ceil(min(c, max_channels) * width / divisor) * divisor
+
+
+_ROUNDED_SAID: set[tuple] = set()  # the rounding reports already given in this process
+
+
+def _rounded(i: int, row: list, arg: str, written: Any, built: int, scaling: tuple, divisor: int) -> str | None:
+    """``"layer 3 [-1, 1, 'MobileViTStage', [84, ...]]: c2 84 -> 88 (multiple of 8)"`` when a width's rounding
+    changes it, else None."""
+    width, max_channels = scaling
+    if (
+        not isinstance(written, (int, float))
+        or isinstance(written, bool)
+        or built == min(written, max_channels) * width
+    ):
+        return None
+    return f"layer {i} {row!r}: {arg} {written} -> {built} (multiple of {divisor})"
+
+
+def _say_rounded(file: str, rounded: list[str], width: float, max_channels: float) -> None:
+    """One warning per config and process listing the plugin widths that rounding changed, with the rule."""
+    if not rounded or (file, *rounded) in _ROUNDED_SAID:
+        return
+    _ROUNDED_SAID.add((file, *rounded))
+    from ultralytics.utils import LOGGER
+
+    hint = " Write the built widths to build what you write." if width == 1 else ""
+    LOGGER.warning(
+        f"yolo-mobilevit: {file}: {len(rounded)} plugin width(s) round up to their row's multiple, "
+        f"ceil(min(c, max_channels={max_channels:g}) * width={width:g} / multiple) * multiple: "
+        f"{'; '.join(rounded)}.{hint}"
+    )
 
 
 def _resolve_strings(args: list, namespace: dict[str, Any]) -> list:
@@ -179,12 +238,17 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
     rows = (staged.get("backbone") or []) + (staged.get("head") or [])
     written = copy.deepcopy(rows)  # as the user wrote them, for messages (the staged rows become stand-ins)
     if not any(isinstance(r, list) and len(r) == 4 and isinstance(r[2], str) and r[2] in YAML_MODULES for r in written):
-        return staged, plan  # a stock model: left entirely to Ultralytics
+        for i, row in enumerate(written):  # a stock model: left to Ultralytics, once its module names are known
+            if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str):
+                check_module_name(_row_label(d, i), row, row[2], tasks)
+        return staged, plan
     file = d.get("yaml_file") or "<model dict>"
     nc = d.get("nc")
     if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc < 1):
         raise YamlRowError(f"{file}: nc (number of classes) must be an int >= 1, got {nc!r}")
     flow = _Flow()
+    rounded: list[str | None] = []
+    scaling = (width, max_channels)
     for i, (row, user_row) in enumerate(zip(rows, written)):
         label = _row_label(d, i)
         if not isinstance(row, list) or len(row) != 4:
@@ -195,13 +259,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
         sources = _sources(f, i, label, user_row)
         cls = YAML_MODULES.get(name)
         if cls is None:
-            if not (name.startswith(("nn.", "torchvision.ops.")) or name in vars(tasks)):
-                close = difflib.get_close_matches(name, _known_names(tasks), n=1, cutoff=0.6)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise YamlRowError(
-                    f"{label} {user_row!r}: unknown module '{name}'.{hint} "
-                    f"Plugin modules: {', '.join(sorted(YAML_MODULES))}."
-                )
+            check_module_name(label, user_row, name, tasks)
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise YamlRowError(f"{label} {user_row!r}: repeats must be an int >= 1, got {n!r}")
             flow.check(i, label, user_row, sources, None, {})
@@ -219,7 +277,9 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
                 "the first row with `from` -1 (the image), and start the backbone after it."
             )
         for key in cls.width_scaled():  # same rule parse_model applies to c2
-            kwargs[key] = scale_channels(kwargs[key], width, max_channels, cls.channel_divisor)
+            written_width = kwargs[key]
+            kwargs[key] = scale_channels(written_width, width, max_channels, cls.channel_divisor)
+            rounded.append(_rounded(i, user_row, key, written_width, kwargs[key], scaling, cls.channel_divisor))
         flow.check(i, label, user_row, sources, cls, kwargs)
         planned = plan[i] = _PlannedRow(cls, kwargs, label, user_row, sources[0])
         if getattr(cls, "reads_image", False):
@@ -231,6 +291,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
             row[2], row[3] = "nn.Identity", []
             continue
         exact = scale_channels(c2, width, max_channels, cls.channel_divisor)
+        rounded.append(_rounded(i, user_row, "c2", c2, exact, scaling, cls.channel_divisor))
         if exact == scale_channels(c2, width, max_channels):
             row[2], row[3] = "Conv", [c2]
         else:
@@ -242,6 +303,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
                 )
             row[2], row[3] = "Index", [exact, 0]
         planned.c2 = exact
+    _say_rounded(file, [r for r in rounded if r], width, max_channels)
     return staged, plan
 
 
@@ -304,6 +366,94 @@ def _reprint(records: list[logging.LogRecord], model: nn.Sequential, plan: dict[
         logger.handle(rec)
 
 
+def _written_rows(d: dict) -> list:
+    return (d.get("backbone") or []) + (d.get("head") or [])
+
+
+def _joins_maps(module: nn.Module) -> bool:
+    """Whether a layer combines its inputs element by element or along channels (so their sizes must agree)."""
+    return any(c.__name__ in {"Concat", "Add"} for c in type(module).__mro__)
+
+
+def _is_head(module: nn.Module) -> bool:
+    """Whether a layer is a multi-scale head (Detect and its Segment/Pose/OBB/YOLO26/YOLOE/v10 variants)."""
+    return any(c.__name__ == "Detect" and c.__module__.startswith("ultralytics.") for c in type(module).__mro__)
+
+
+def measured_maps(layers: nn.Sequential, ch: int, end: int, size: int = 256) -> list[tuple[float, int]] | None:
+    """(stride, channels) of the map each of the first ``end`` layers hands on, from one forward pass of a zero
+    ``size`` x ``size`` image in eval mode (the layers' training flags are restored); None when that pass fails."""
+    import torch
+
+    modes = [m.training for m in layers.modules()]
+    layers.eval()
+    outputs: list[Any] = []
+    try:
+        with torch.no_grad():
+            x: Any = torch.zeros(1, ch, size, size)
+            for i, m in enumerate(layers[:end]):
+                if m.f != -1:
+                    x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+                x = m(x)
+                outputs.append(x)
+    except Exception:  # noqa: BLE001 (a layer that needs more than an image: Ultralytics judges it)
+        return None
+    finally:
+        for m, mode in zip(layers.modules(), modes):
+            m.training = mode
+    maps = [o[0] if isinstance(o, (list, tuple)) else o for o in outputs]
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in maps):
+        return None
+    return [(size / t.shape[-1], int(t.shape[1])) for t in maps]
+
+
+def check_strides(layers: nn.Sequential, d: dict, ch: int) -> None:
+    """Refuse, before Ultralytics' first forward pass, a ``Concat``/``Add`` whose inputs come at different strides
+    (a neck row pointing at P4 instead of P3) and a head given the same stride twice, naming every input layer with
+    its stride and channels. The strides each layer's modules tell (:func:`yolo_mobilevit.featuremap.layer_maps`)
+    pick the suspects; a forward pass of the layers before the suspect row (:func:`measured_maps`) confirms them and
+    gives the channels, so a stride the modules mis-tell never refuses a model that works."""
+    from .featuremap import input_layers, layer_maps
+
+    told = [m["reduction"] for m in layer_maps(layers, ch)]
+    for i, module in enumerate(layers):
+        joins, head = _joins_maps(module), _is_head(module)
+        if not (joins or head):
+            continue
+        sources = input_layers(module.f, i)
+        strides = [1.0 if j < 0 else told[j] for j in sources]
+        if None in strides or not ((joins and len(set(strides)) > 1) or (head and len(set(strides)) < len(strides))):
+            continue
+        measured = measured_maps(layers, ch, i)
+        if measured is None:
+            continue
+        image = (1.0, ch)
+        strides = [(image if j < 0 else measured[j])[0] for j in sources]
+        if joins and len(set(strides)) > 1:
+            problem = f"{type(module).__name__} joins maps of different strides"
+            expected = (
+                "its inputs must share one stride (the same height and width). Point `from` at layers of one "
+                f"pyramid level, e.g. the stride {strides[0]:g} of its first input"
+            )
+            same = [j for j in range(i) if measured[j][0] == strides[0]]
+        elif head and len(set(strides)) < len(strides):
+            problem = f"{type(module).__name__} reads the same stride twice"
+            expected = (
+                "each input is one pyramid level (P3, P4, P5: strides 8, 16, 32). Point `from` at one layer per level"
+            )
+            same = []
+        else:
+            continue
+        inputs = "; ".join(
+            ("the image" if j < 0 else f"layer {j} ({type(layers[j]).__name__})")
+            + f": stride {(image if j < 0 else measured[j])[0]:g}, {(image if j < 0 else measured[j])[1]} channels"
+            for j in sources
+        )
+        row = _written_rows(d)[i] if i < len(_written_rows(d)) else module.f
+        hint = f" Layers at stride {strides[0]:g}: {', '.join(map(str, same))}." if same else ""
+        raise YamlRowError(f"{_row_label(d, i)} {row!r}: {problem} ({inputs}); {expected}.{hint}")
+
+
 def make_parse_model(original: Any) -> Any:
     """Wrap Ultralytics' ``parse_model(d, ch, verbose)`` so plugin rows build with inferred channels."""
     import sys
@@ -313,7 +463,9 @@ def make_parse_model(original: Any) -> Any:
     def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
         staged, plan = _plan(d, tasks, ch)
         if not plan:
-            return original(staged, ch, verbose)
+            model, save = original(staged, ch, verbose)
+            check_strides(model, d, ch)
+            return model, save
         logger = tasks.LOGGER
         held = _Held()
         logger.addFilter(held)
@@ -325,6 +477,7 @@ def make_parse_model(original: Any) -> Any:
             model[i] = _build(planned, model[i])
         for i in plan:
             model[i].nchw_out = any(j not in plan for j in _consumers(model, i))
+        check_strides(model, d, ch)
         stamp(model)
         record(model, d, ch)
         _reprint(held.records, model, plan, logger)

@@ -172,6 +172,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             project=args.project,
             name=args.name,
             exist_ok=args.exist_ok,
+            pretrained=args.pretrained,
         )
     except CompareError as e:
         print(f"yolo-mobilevit compare: {e}", file=sys.stderr)
@@ -232,6 +233,18 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime timing")
     p.add_argument("--no-simplify", action="store_true", help="export ONNX without onnxslim (faster export)")
+    p.add_argument(
+        "--pretrained",
+        choices=("none", "imagenet"),
+        default="none",
+        help="one pretraining policy for every model. none (default): every model from scratch, plugin configs too; "
+        "the same start for all, offline or not, so the table compares architectures on the recipe alone. "
+        "imagenet: every backbone from ImageNet, plugin configs from their backbone_weights, stock YOLOv8/YOLO11/"
+        "YOLO26 from Ultralytics' yolov8n-cls.pt / yolo11n-cls.pt / yolo26n-cls.pt (weights dir, the plugin's "
+        "cache or YOLO_MOBILEVIT_WEIGHTS_MIRROR, else downloaded unless YOLO_OFFLINE); a model that gets none is "
+        "flagged in results.md as not comparable. A .pt model trains its architecture under the policy too (its "
+        "weights are not used; --no-train evaluates checkpoints as they are)",
+    )
     p.add_argument("--project", default=None, help="output folder's parent (default: Ultralytics' runs dir/compare)")
     p.add_argument("--name", default=None, help="output folder name (default: the dataset's name), incremented")
     p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of incrementing the name")

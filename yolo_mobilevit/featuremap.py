@@ -10,7 +10,7 @@ reloading restores it; models built by older versions get it computed from their
 Channels and strides come from the rows' own arguments (plugin rows) and, for Ultralytics' layers, from their
 convolutions: ``Conv``-like layers (a ``conv`` or a final ``cv2``) give their output channels, ``Concat`` adds its
 inputs, upsampling divides the stride; any other layer keeps its input's channels and multiplies the stride by the
-largest stride among its convolutions and poolings.
+stride of its one strided convolution or pooling (unknown, None, when it has several: they may run in sequence).
 """
 
 from __future__ import annotations
@@ -50,20 +50,35 @@ def plugin_rows(model: Any, backbone_only: bool = True) -> list[tuple[int, nn.Mo
     return [(i, m) for i, m in enumerate(layers[:end]) if isinstance(m, YamlModule)]
 
 
-def _sources(f: int | list[int], i: int) -> list[int]:
+def input_layers(f: int | list[int], i: int) -> list[int]:
+    """Absolute indices of the layers that layer ``i`` reads through its ``from`` ``f`` (-1: the image)."""
     return [j if j < 0 and i + j < 0 else (i + j if j < 0 else j) for j in (f if isinstance(f, list) else [f])]
 
 
-def _stock_stride(module: nn.Module) -> float:
+# Ultralytics layers that change the resolution without a strided convolution or pooling (space-to-depth, padding)
+_UNKNOWN_STRIDE = frozenset({"Focus", "ZeroPad2d"})
+
+
+def _stock_stride(module: nn.Module) -> float | None:
+    """The factor by which an Ultralytics layer divides its input's resolution (a transposed convolution: 1/stride),
+    or None when its modules do not tell: space-to-depth or padding, an upsampling to a fixed size, or several
+    strided convolutions/poolings, which may run one after the other (HGStem, ResNetLayer, TorchVision) or side by
+    side."""
     if isinstance(module, nn.Upsample):
         factor = module.scale_factor
-        return 1.0 / float(factor[0] if isinstance(factor, tuple) else factor or 1)
-    strides = [1]
+        if factor is None:
+            return None
+        return 1.0 / float(factor[0] if isinstance(factor, tuple) else factor)
+    if type(module).__name__ in _UNKNOWN_STRIDE:
+        return None
+    factors = []
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.ConvTranspose2d)):
             s = m.stride
-            strides.append(int(s[0] if isinstance(s, tuple) else s))
-    return float(max(strides))
+            s = int(s[0] if isinstance(s, tuple) else s)
+            if s > 1:
+                factors.append(1.0 / s if isinstance(m, nn.ConvTranspose2d) else float(s))
+    return factors[0] if len(factors) == 1 else (1.0 if not factors else None)
 
 
 def _stock_channels(module: nn.Module, inputs: list[int | None]) -> int | None:
@@ -78,6 +93,30 @@ def _stock_channels(module: nn.Module, inputs: list[int | None]) -> int | None:
     return inputs[0]
 
 
+def layer_maps(layers: nn.Sequential, image_channels: int, end: int | None = None) -> list[dict[str, Any]]:
+    """Per layer of a built layer list (the first ``end``): ``channels`` and ``reduction`` (stride relative to the
+    image; None where the layer's modules do not tell, and for every layer reading one of those) of the map it hands
+    on, and whether it hands on Mobile-Former ``tokens`` beside it. Known without a forward pass."""
+    from .modules import YamlModule
+
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(layers[:end]):
+        src = input_layers(m.f, i)
+        inputs = [{"channels": image_channels, "reduction": 1.0, "tokens": False} if j < 0 else out[j] for j in src]
+        in_ch = [x["channels"] for x in inputs]
+        in_red = inputs[0]["reduction"]
+        if isinstance(m, YamlModule):
+            args = getattr(m, "row_args", {})
+            c2 = args.get("c2") if not m.passthrough else in_ch[0]
+            factor = type(m).stride({k: v for k, v in args.items() if k not in ("c1", "c2", "n")})
+            gives_tokens = m.gives_tokens
+        else:
+            c2, factor, gives_tokens = _stock_channels(m, in_ch), _stock_stride(m), False
+        red = None if in_red is None or factor is None else in_red * factor
+        out.append({"channels": c2, "reduction": red, "tokens": gives_tokens})
+    return out
+
+
 def describe(model: Any, image_channels: int | None = None) -> dict[str, Any]:
     """Compute the record from the model's modules: ``{"rows": [...], "taps": {"P3": index, ...}}``."""
     from .modules import YamlModule
@@ -86,30 +125,21 @@ def describe(model: Any, image_channels: int | None = None) -> dict[str, Any]:
     if image_channels is None:
         yaml = getattr(model, "yaml", None)
         image_channels = int(yaml.get("channels", 3)) if isinstance(yaml, dict) else 3
-    channels: list[int | None] = []
-    reduction: list[float] = []
-    tokens: list[bool] = []
-    rows = []
-    for i, m in enumerate(layers[: backbone_length(model)]):
-        src = _sources(m.f, i)
-        in_ch = [image_channels if j < 0 else channels[j] for j in src]
-        in_red = [1.0 if j < 0 else reduction[j] for j in src]
-        if isinstance(m, YamlModule):
-            args = getattr(m, "row_args", {})
-            c2 = args.get("c2") if not m.passthrough else in_ch[0]
-            red = in_red[0] * type(m).stride({k: v for k, v in args.items() if k not in ("c1", "c2", "n")})
-            gives_tokens = m.gives_tokens
-        else:
-            c2, red, gives_tokens = _stock_channels(m, in_ch), in_red[0] * _stock_stride(m), False
-        channels.append(c2)
-        reduction.append(red)
-        tokens.append(gives_tokens)
-        rows.append({"index": i, "module": type(m).__name__, "channels": c2, "reduction": int(red)})
+    maps = layer_maps(layers, image_channels, backbone_length(model))
+    rows = [
+        {
+            "index": i,
+            "module": type(layers[i]).__name__,
+            "channels": m["channels"],
+            "reduction": None if m["reduction"] is None else int(m["reduction"]),
+        }
+        for i, m in enumerate(maps)
+    ]
     taps: dict[str, int] = {}
-    for row, gives_tokens in zip(rows, tokens):
-        level = f"P{row['reduction'].bit_length() - 1}"
-        if gives_tokens or row["reduction"] not in (8, 16, 32):
+    for row, m in zip(rows, maps):
+        if m["tokens"] or row["reduction"] not in (8, 16, 32):
             continue
+        level = f"P{row['reduction'].bit_length() - 1}"
         current = taps.get(level)
         plugin = isinstance(layers[row["index"]], YamlModule)
         if current is None or plugin or not isinstance(layers[current], YamlModule):
@@ -149,4 +179,4 @@ def feature_taps(model: Any) -> dict[str, int]:
     return dict(_record(model)["taps"])
 
 
-__all__ = ["backbone_length", "describe", "feature_info", "feature_taps", "plugin_rows"]
+__all__ = ["backbone_length", "describe", "feature_info", "feature_taps", "layer_maps", "plugin_rows"]

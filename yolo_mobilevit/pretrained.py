@@ -40,7 +40,7 @@ EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for 
 HTTP_TIMEOUT = 10.0  # seconds per connection attempt; a dead network fails fast instead of hanging training
 CACHE_FOLDER = "yolo_mobilevit"
 
-_LIBRARIES = ("timm", "torchvision", "mobileformer")  # spec prefixes: "<library>/<name>"
+_LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
 _LOADED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models that received weights through BaseModel.load
 _WARNED: set[str] = set()
 
@@ -262,7 +262,9 @@ def _network_sources(spec: str, relative: str) -> list[tuple[str, str]]:
         except (KeyError, ValueError) as e:
             raise WeightsUnavailable(f"torchvision has no weights {name!r} ({e})") from e
         return [(url, f"{relative}.pth")]
-    return []  # mobileformer: the official release files are not on a stable URL; use the mirror or the cache
+    # mobileformer: the official release files are not on a stable URL; use the mirror or the cache. ultralytics:
+    # its own download (yolo_mobilevit.tools.pretraining.find_classifier)
+    return []
 
 
 def _check_reachable(url: str) -> None:

@@ -180,15 +180,24 @@ def official_annotations(data: dict[str, Any], split: str, setting: str | Path) 
 
 
 def predictions(
-    yolo: Any, files: list[Path], ids: list[int], cats: list[int], **predict_args: Any
+    yolo: Any,
+    files: list[Path],
+    ids: list[int],
+    cats: list[int],
+    save_dir: Path | None = None,
+    **predict_args: Any,
 ) -> list[dict[str, Any]]:
     """COCO result dicts (``image_id``, ``category_id``, ``bbox`` [x, y, w, h] in pixels, ``score``) of
-    ``yolo.predict`` on ``files``; at most ``max_det`` per image, highest scores first."""
+    ``yolo.predict`` on ``files``; at most ``max_det`` per image, highest scores first.
+
+    The predictor's own folder goes under ``save_dir`` and is removed again when empty: Ultralytics 8.4.0 creates
+    ``runs/<task>/predictN`` (in its runs dir or the working directory) even when it saves nothing."""
     from ultralytics.utils import TQDM
 
     max_det = predict_args.get("max_det", 100)
     out: list[dict[str, Any]] = []
-    results = yolo.predict(source=[str(f) for f in files], stream=True, verbose=False, **predict_args)
+    where = {"project": str(save_dir), "name": "predict", "exist_ok": True} if save_dir is not None else {}
+    results = yolo.predict(source=[str(f) for f in files], stream=True, verbose=False, **where, **predict_args)
     for image_id, result in TQDM(zip(ids, results), total=len(files), desc="cocoeval predict"):
         boxes = result.boxes
         if boxes is None or not len(boxes):
@@ -205,6 +214,9 @@ def predictions(
                     "score": round(score, 5),
                 }
             )
+    if save_dir is not None:
+        with contextlib.suppress(OSError):  # only when empty: rmdir refuses a folder holding anything
+            (save_dir / "predict").rmdir()
     return out
 
 
@@ -296,12 +308,12 @@ def run(model: Any, data: str, **settings: Any) -> dict[str, Any]:
     keys = ("imgsz", "batch", "conf", "iou", "max_det", "device", "nms")
     predict_args = {k: opts[k] for k in keys if opts[k] is not None}
     predict_args |= {"half": True} if opts["half"] else {}  # only when asked: 8.4.190 deprecates the key
-    dets = predictions(yolo, files, ids, cats, **predict_args)
+    project = Path(opts["project"]) if opts["project"] else RUNS_DIR / "cocoeval"
+    save_dir = increment_path(project / str(opts["name"]), exist_ok=bool(opts["exist_ok"])).resolve()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    dets = predictions(yolo, files, ids, cats, save_dir=save_dir, **predict_args)
     result = evaluate(official or gt, dets, ids)
 
-    project = Path(opts["project"]) if opts["project"] else RUNS_DIR / "cocoeval"
-    save_dir = increment_path(project / str(opts["name"]), exist_ok=bool(opts["exist_ok"]))
-    save_dir.mkdir(parents=True, exist_ok=True)
     (save_dir / "ground_truth.json").write_text(json.dumps(gt))
     (save_dir / "predictions.json").write_text(json.dumps(dets))
     report = {

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .cocoeval import METRICS as COCO_METRICS
+from .pretraining import POLICIES as PRETRAINING_POLICIES
 from .timing import measure_latency, ort_feed, ort_session
 
 # Today's stock YOLO against each family's flagship (the configs with every task), in YOLO26 and the project's
@@ -82,6 +83,7 @@ _OWN_KEYS = {
     "mode": "the compare command",
     "resume": "the compare command",
     "save_dir": "--project/--name",
+    "pretrained": "--pretrained (one policy for every model)",
 }
 # Train arguments that also apply to the validation after training.
 _VAL_KEYS = ("workers", "plots", "half", "single_cls", "classes")
@@ -302,11 +304,14 @@ def measure(
     onnx: bool,
     simplify: bool,
     gpu: str | None,
+    progress: Callable[[str], None] = lambda phase: None,
 ) -> dict[str, Any]:
-    """Params, GFLOPs, latency and peak memory of one model (see the module docstring)."""
+    """Params, GFLOPs, latency and peak memory of one model (see the module docstring); ``progress(phase)`` is
+    called as each phase starts."""
     import torch
     from ultralytics import YOLO
 
+    progress("latency")
     res: dict[str, Any] = {}
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -345,6 +350,7 @@ def measure(
         if onnx:
             import onnxruntime as ort
 
+            progress("ONNX")
             res["ort_version"] = ort.__version__
             for b in batches:
                 yolo.model.pt_path = str(out_dir / f"{out_dir.name}_b{b}.pt")  # the Exporter writes beside this
@@ -381,28 +387,55 @@ class EpochClock:
         return sum(n for n, _ in timed) / seconds if seconds > 0 else None
 
 
-def train_and_val(spec: str, out_dir: Path, data: str, train: dict[str, Any]) -> dict[str, Any]:
-    """Train one model on the shared recipe, then validate its best.pt; throughput and accuracy."""
+def train_and_val(
+    spec: str,
+    out_dir: Path,
+    data: str,
+    train: dict[str, Any],
+    pretrained: str = "none",
+    progress: Callable[[str], None] = lambda phase: None,
+) -> dict[str, Any]:
+    """Train one model on the shared recipe under the pretraining policy (:mod:`.pretraining`), then validate its
+    best.pt; throughput, what the model started from, and accuracy."""
     import torch
     from ultralytics import YOLO
 
+    from .pretraining import train as train_with_policy
+
+    progress("train")
     model = YOLO(spec)
     clock = EpochClock()
     model.add_callback("on_train_epoch_start", clock.start)
     model.add_callback("on_train_epoch_end", clock.end)
-    model.train(data=data, project=str(out_dir), name="train", exist_ok=True, **train)
+    start = train_with_policy(model, pretrained, data=data, project=str(out_dir), name="train", exist_ok=True, **train)
     train_threads = torch.get_num_threads()
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
-    res: dict[str, Any] = {"train_img_s": clock.images_per_s(), "train_threads": train_threads, "weights": str(best)}
-    return res | validate(best, out_dir, data, train)
+    res: dict[str, Any] = {
+        "train_img_s": clock.images_per_s(),
+        "train_epochs_timed": max(1, len(clock.epochs) - 1) if clock.epochs else 0,
+        "train_images": clock.epochs[0][0] if clock.epochs else None,
+        "train_threads": train_threads,
+        "weights": str(best),
+        "pretrained": start.description,
+        "pretrained_loaded": start.loaded,
+        "pretrained_problem": start.problem,
+    }
+    return res | validate(best, out_dir, data, train, progress)
 
 
-def validate(weights: Path, out_dir: Path, data: str, settings: dict[str, Any]) -> dict[str, Any]:
+def validate(
+    weights: Path,
+    out_dir: Path,
+    data: str,
+    settings: dict[str, Any],
+    progress: Callable[[str], None] = lambda phase: None,
+) -> dict[str, Any]:
     """mAP50 and mAP50-95 of ``YOLO(weights).val()`` and the COCO metrics (:func:`coco_metrics`) on ``data``'s val
     split, at the recipe's ``imgsz`` and device (and its ``single_cls``, ``classes``, ... where given)."""
     from ultralytics import YOLO
 
+    progress("val")
     val = {k: settings[k] for k in _VAL_KEYS if k in settings}
     metrics = YOLO(weights).val(
         data=data,
@@ -416,6 +449,7 @@ def validate(weights: Path, out_dir: Path, data: str, settings: dict[str, Any]) 
     box = getattr(metrics, "box", None)
     if box is None:
         return {}
+    progress("COCO eval")
     return {"map50": float(box.map50), "map50_95": float(box.map), **coco_metrics(weights, out_dir, data, settings)}
 
 
@@ -447,6 +481,10 @@ class Job:
     gpu: str | None
     train: dict[str, Any] | None = field(default=None)
     validate: dict[str, Any] | None = field(default=None)  # --no-train on a checkpoint: val + COCO metrics as it is
+    pretrained: str = "none"  # the pretraining policy (.pretraining.POLICIES)
+    index: int = 1  # this model's place in the comparison, for the progress lines
+    total: int = 1
+    started: float = field(default_factory=time.time)  # when the comparison started (time.time())
 
 
 def run_job(job_file: str) -> int:
@@ -459,6 +497,11 @@ def run_job(job_file: str) -> int:
     out_dir = Path(job.out_dir)
     results_file = out_dir / "results.json"
     res: dict[str, Any] = {"model": job.label, "source": job.spec}
+
+    def progress(phase: str) -> None:
+        elapsed = time.time() - job.started
+        print(f"compare: model {job.index} of {job.total} ({job.label}): {phase}, {elapsed:.0f} s elapsed", flush=True)
+
     res.update(
         measure(
             job.spec,
@@ -471,13 +514,15 @@ def run_job(job_file: str) -> int:
             job.onnx,
             job.simplify,
             job.gpu,
+            progress,
         )
     )
     results_file.write_text(json.dumps(res, indent=1))
     if job.train is not None:
-        res.update(train_and_val(job.spec, out_dir, job.data, job.train))
+        res.update(train_and_val(job.spec, out_dir, job.data, job.train, job.pretrained, progress))
     elif job.validate is not None:
-        res.update(validate(Path(job.spec), out_dir, job.data, job.validate))
+        res["pretrained"] = "checkpoint as given"
+        res.update(validate(Path(job.spec), out_dir, job.data, job.validate, progress))
     results_file.write_text(json.dumps(res, indent=1))
     return 0
 
@@ -590,6 +635,32 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def pretraining_policy_note(policy: str, train: bool, rows: list[dict[str, Any]]) -> str:
+    """The first lines of ``results.md``: the pretraining policy, and the models it could not be applied to."""
+    if not train:
+        return "Pretraining: no training (--no-train); checkpoints are validated with the weights they hold."
+    if policy == "none":
+        return (
+            "Pretraining policy: none (--pretrained none): every model trains from scratch, plugin configs too "
+            "(their `backbone_weights` are not loaded). Column `pretrained`: what each model loaded."
+        )
+    text = (
+        "Pretraining policy: imagenet (--pretrained imagenet): every backbone starts from ImageNet; plugin configs "
+        "from their `backbone_weights`, stock YOLOv8/YOLO11/YOLO26 from Ultralytics' classifier of the same model "
+        "(yolov8n-cls.pt, ...), its backbone layers transferred where module, names and shapes match. Column "
+        "`pretrained`: what each model actually loaded."
+    )
+    missing = [r for r in rows if r.get("pretrained_loaded") is False]
+    if missing:
+        names = ", ".join(f"{r['model']} ({r['pretrained']})" for r in missing)
+        text += (
+            f"\n\n**NOT COMPARABLE: {len(missing)} of {len(rows)} models loaded no ImageNet weights and trained from "
+            f"scratch: {names}.** Rank them only against each other, or provide the weights and run again:"
+        )
+        text += "".join(f"\n- {r['model']}: {r['pretrained_problem']}" for r in missing if r.get("pretrained_problem"))
+    return text
+
+
 @dataclass
 class Report:
     save_dir: Path
@@ -620,6 +691,7 @@ def compare(
     project: str | Path | None = None,
     name: str | None = None,
     exist_ok: bool = False,
+    pretrained: str = "none",
 ) -> Report:
     """Run the comparison (see the module docstring) and write the table, CSV and plot; CompareError on bad input
     before anything runs. A model whose process fails keeps the numbers it got, '-' elsewhere, and is listed in
@@ -634,6 +706,8 @@ def compare(
     batches = sorted(set(batches))
     if any(b < 1 for b in batches) or repeats < 1 or warmup < 0 or imgsz < 1 or epochs < 1:
         raise CompareError("--batches, --repeats, --imgsz and --epochs must be positive, --warmup not negative")
+    if pretrained not in PRETRAINING_POLICIES:
+        raise CompareError(f"--pretrained {pretrained!r}: expected one of {', '.join(PRETRAINING_POLICIES)}")
     specs = [check_model(m) for m in models]
     for spec in specs:
         check_buildable(spec)
@@ -647,7 +721,8 @@ def compare(
     save_dir = save_dir.resolve()
     save_dir.mkdir(parents=True, exist_ok=True)
     rows, failed = [], []
-    for spec, label in zip(specs, labels(specs)):
+    started = time.time()
+    for index, (spec, label) in enumerate(zip(specs, labels(specs)), 1):
         out_dir = save_dir / label
         out_dir.mkdir(exist_ok=True)
         job = Job(
@@ -665,12 +740,16 @@ def compare(
             gpu=gpu,
             train=dict(recipe) if train else None,
             validate=dict(recipe) if not train and spec.endswith(".pt") else None,
+            pretrained=pretrained,
+            index=index,
+            total=len(specs),
+            started=started,
         )
         job_file = out_dir / "job.json"
         job_file.write_text(json.dumps(asdict(job), indent=1))
         results_file = out_dir / "results.json"
         results_file.unlink(missing_ok=True)
-        print(f"\ncompare: {label} ({spec}) -> {out_dir}", flush=True)
+        print(f"\ncompare: model {index} of {len(specs)}: {label} ({spec}) -> {out_dir}", flush=True)
         code = "import sys; from yolo_mobilevit.tools.compare import run_job; sys.exit(run_job(sys.argv[1]))"
         proc = subprocess.run([sys.executable, "-c", code, str(job_file)], check=False)
         res = json.loads(results_file.read_text()) if results_file.is_file() else {"model": label, "source": spec}
@@ -683,12 +762,20 @@ def compare(
     rows.sort(key=lambda r: (r.get(x_key) is None, r.get(x_key) or 0.0))  # fastest first; unmeasured last
     accuracy = train or any(spec.endswith(".pt") for spec in specs)
     cols = _columns(imgsz, batches, onnx, gpu is not None, train, accuracy)
+    for r in rows:
+        r.setdefault("pretrained", "-")  # not trained (--no-train on a YAML), or its process failed before training
     with (save_dir / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "source", *(k for k, _, _ in cols)])
+        writer.writerow(["model", "source", "pretrained", *(k for k, _, _ in cols)])
         for r in rows:
-            writer.writerow([r["model"], r["source"], *("" if r.get(k) is None else f"{r[k]:.6g}" for k, _, _ in cols)])
-    table = markdown([{"model": r["model"], **{h: _fmt(r.get(k), s) for k, h, s in cols}} for r in rows])
+            values = ("" if r.get(k) is None else f"{r[k]:.6g}" for k, _, _ in cols)
+            writer.writerow([r["model"], r["source"], r["pretrained"], *values])
+    table = markdown(
+        [
+            {"model": r["model"], "pretrained": r["pretrained"], **{h: _fmt(r.get(k), s) for k, h, s in cols}}
+            for r in rows
+        ]
+    )
 
     rss_method = next((r["rss_method"] for r in rows if "rss_method" in r), "-")
     gpu_name = next((r["gpu_name"] for r in rows if "gpu_name" in r), None)
@@ -710,16 +797,31 @@ def compare(
         "counted (yolo_mobilevit.tools.flops.count_macs)."
     )
     notes = [env, gflops, latency + ".", memory + "."]
+    if repeats < 5:
+        notes.append(f"Timing noise: {repeats} timed run(s) per latency figure; medians of so few runs are noisy.")
     if train:
         extra = ", ".join(f"{k}={v}" for k, v in recipe.items() if k not in {"epochs", "imgsz", "batch", "seed"})
         train_threads = ", ".join(sorted({str(r["train_threads"]) for r in rows if "train_threads" in r})) or "-"
+        timed = (
+            "train img/s over the training epochs after the first (the first pays data loader start-up and caches)"
+            if epochs > 1
+            else "train img/s over the one training epoch, warm-up included (data loader start-up, caches, first "
+            "iterations): warm-up-bound, it under-reads steady-state throughput"
+        )
         notes.append(
             f"Training: same recipe for every model, YOLO(model).train(epochs={epochs}, imgsz={imgsz}, batch={batch}, "
-            f"seed={seed}{', ' + extra if extra else ''}); train img/s over the training epochs after the first "
+            f"seed={seed}{', ' + extra if extra else ''}, pretrained=False, then the pretraining policy at the top); "
+            f"{timed} "
             f"(validation excluded; torch threads as Ultralytics sets them: {train_threads}); "
             "mAP: YOLO(best.pt).val() on the dataset's val split; COCO metrics: `yolo-mobilevit cocoeval` "
             "(pycocotools, conf 0.001, 100 detections per image) on the same split. Rows sorted by latency."
         )
+        images = min((r["train_images"] for r in rows if r.get("train_images")), default=None)
+        if images is not None and images < 4 * batch:
+            notes.append(
+                f"Timing noise: {images} training images, fewer than 4 batches of {batch}: train img/s mostly measures "
+                "start-up and per-batch overhead; do not rank models on it."
+            )
     elif accuracy:
         notes.append(
             "No training (--no-train): checkpoints validated as they are, YOLO(model.pt).val() and "
@@ -729,7 +831,8 @@ def compare(
         )
     if failed:
         notes.append(f"FAILED (see the output above and {save_dir}/<model>/): {', '.join(failed)}")
-    (save_dir / "results.md").write_text(table + "\n" + "\n\n".join(notes) + "\n")
+    head = [pretraining_policy_note(pretrained, train, rows)]
+    (save_dir / "results.md").write_text("\n\n".join(head) + "\n\n" + table + "\n" + "\n\n".join(notes) + "\n")
 
     plot_file = save_dir / "map_vs_latency.png"
     title = f"{Path(data).stem}: " + (f"epochs {epochs}, " if train else "checkpoints as given, ")
