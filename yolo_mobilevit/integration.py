@@ -47,6 +47,8 @@ _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
 PATCHES: tuple[Patch, ...] = (
     Patch(_CFG, "check_cfg", "yolo_mobilevit.integration:make_check_cfg",
           "validate the plugin's training keys (TRAINING_KEYS) where Ultralytics validates its own"),
+    Patch(_TASKS, "yaml_model_load", "yolo_mobilevit.task_heads:make_yaml_model_load",
+          "refuse a semantic / depth head on an Ultralytics older than its task, naming the first release with it"),
     Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_parse_model",
           "build plugin rows with the channels, width scaling and repeats Ultralytics infers for its own rows"),
     Patch(_TASKS, "BaseModel.fuse", "yolo_mobilevit.builder:make_fuse",

@@ -1,0 +1,291 @@
+"""Semantic segmentation (``-sem``) and depth (``-depth``) configs: each family flagship's detect-twin backbone under
+the stock YOLO26 neck and the stock ``SemanticSegment`` / ``Depth`` head, the offline datasets of
+``tests/task_datasets.py``, and the refusal on an Ultralytics older than the task.
+
+Runs on every supported Ultralytics: where the installed release lacks a task, its config tests are skipped and the
+refusal test asserts the message instead (CI runs the fast tests on 8.4.0 too).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import ultralytics
+from conftest import CFG, DATASETS
+from ultralytics import YOLO
+from ultralytics.cfg import TASKS
+
+import task_datasets
+from yolo_mobilevit.errors import YamlRowError
+from yolo_mobilevit.featuremap import backbone_length, feature_info, feature_taps
+from yolo_mobilevit.task_heads import FIRST_RELEASE, require_task_heads
+from yolo_mobilevit.versions import parse_version
+
+FAMILIES = (
+    "mobilevit", "mobilevit-xxs", "mobilevitv2", "mobilevitv2-050", "mobilenetv1", "mobilenetv2",
+    "mobilenetv3-large", "mobilenetv3-small", "mobileformer-151m",
+)  # fmt: skip
+TASK_OF = {"sem": "semantic", "depth": "depth"}
+HEAD_OF = {"semantic": "SemanticSegment", "depth": "Depth"}
+STOCK = {"semantic": "yolo26n-sem.yaml", "depth": "yolo26n-depth.yaml"}
+CONFIGS = [f"yolo26-{family}-{suffix}.yaml" for family in FAMILIES for suffix in TASK_OF]
+SIZE = (128, 160)  # H, W: P5 is 4x5
+
+
+def lettered(name: str, scale: str = "n") -> Path:
+    """``yolo26-mobilevit-sem.yaml`` -> ``cfg/yolo26n-mobilevit-sem.yaml``."""
+    stem, rest = name.split("-", 1)
+    return CFG / f"{stem}{scale}-{rest}"
+
+
+def task_of(name: str) -> str:
+    return TASK_OF[Path(name).stem.rsplit("-", 1)[-1]]
+
+
+def needs(task: str):
+    """Skip where the installed Ultralytics predates ``task`` (``test_refused_before_the_first_release`` covers it)."""
+    return pytest.mark.skipif(task not in TASKS, reason=f"ultralytics {ultralytics.__version__} has no task={task}")
+
+
+def run_hooked(net: torch.nn.Module, x: torch.Tensor) -> tuple[object, dict[int, list[tuple]], dict[int, tuple]]:
+    """Forward ``x``; returns (output, input shapes per layer, output shape per layer) (plain maps only)."""
+    inputs, outputs, hooks = {}, {}, []
+
+    def shapes(value) -> list[tuple]:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [tuple(v.shape) for v in values if isinstance(v, torch.Tensor) and v.ndim == 4]
+
+    for i, layer in enumerate(net.model):
+
+        def hook(_m, args, out, i=i):
+            inputs[i] = shapes(args[0])
+            found = shapes(out)
+            if found:
+                outputs[i] = found[0]
+
+        hooks.append(layer.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            y = net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return y, inputs, outputs
+
+
+def relative_from(f: int | list[int], i: int, start: int) -> tuple:
+    """A layer's ``from`` relative to the SPPF row (backbone rows before it as 'backbone')."""
+    entries = f if isinstance(f, list) else [f]
+    absolute = [i + j if j < 0 else j for j in entries]
+    return tuple(j - start if j >= start else "backbone" for j in absolute)
+
+
+def layout(net: torch.nn.Module, x: torch.Tensor) -> list[dict]:
+    """Per layer from the SPPF on: type, relative ``from``, inner blocks, input/output channels, parameter shapes."""
+    start = backbone_length(net) - 2  # SPPF, C2PSA end every YOLO26 backbone
+    _, inputs, outputs = run_hooked(net, x)
+    rows = []
+    for i in range(start, len(net.model)):
+        m = net.model[i]
+        rows.append(
+            {
+                "type": type(m).__name__,
+                "from": relative_from(m.f, i, start),
+                "blocks": len(m.m) if isinstance(getattr(m, "m", None), torch.nn.ModuleList) else 0,
+                "in": [s[1] for s in inputs.get(i, [])],
+                "out": outputs[i][1] if i in outputs else None,
+                "shapes": [(k, tuple(v.shape)) for k, v in m.state_dict().items()],
+            }
+        )
+    return rows
+
+
+@functools.cache
+def stock(task: str) -> tuple[YOLO, list[dict]]:
+    model = YOLO(STOCK[task], verbose=False)
+    return model, layout(model.model.eval(), torch.rand(1, 3, *SIZE))
+
+
+def test_every_flagship_ships_both_tasks():
+    shipped = {p.name for p in CFG.glob("yolo26-*-sem.yaml")} | {p.name for p in CFG.glob("yolo26-*-depth.yaml")}
+    assert shipped == set(CONFIGS)
+    assert all((CFG / f"yolo26-{family}.yaml").exists() for family in FAMILIES)  # each has its detect twin
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_twin_backbone_stock_neck_and_head(name: str):
+    task = task_of(name)
+    if task not in TASKS:
+        pytest.skip(f"ultralytics {ultralytics.__version__} has no task={task}")
+    model = YOLO(lettered(name), verbose=False)
+    assert model.task == task
+    net = model.model.eval()
+    # the detect twin's backbone rows, SPPF and C2PSA included, tensor for tensor
+    twin = YOLO(lettered(name.rsplit("-", 1)[0] + ".yaml"), verbose=False).model
+    n = backbone_length(twin)
+    assert backbone_length(net) == n and net.yaml["backbone"] == twin.yaml["backbone"]
+    assert net.yaml.get("backbone_weights") == twin.yaml.get("backbone_weights")
+    ours = [(k, tuple(v.shape)) for k, v in net.state_dict().items() if int(k.split(".")[1]) < n]
+    assert ours == [(k, tuple(v.shape)) for k, v in twin.state_dict().items() if int(k.split(".")[1]) < n]
+
+    # from the SPPF on: stock yolo26n-sem / -depth module for module; parameter shapes equal wherever a layer
+    # receives stock's channels (only the layers fed a backbone tap see the backbone's own widths)
+    theirs = stock(task)[1]
+    mine = layout(net, torch.rand(1, 3, *SIZE))
+    key = ("type", "from", "blocks")
+    assert [[r[k] for k in key] for r in mine] == [[r[k] for k in key] for r in theirs]
+    same_input = [a["in"] == b["in"] for a, b in zip(mine, theirs)]
+    for a, b, same in zip(mine, theirs, same_input):
+        if same:
+            assert a["shapes"] == b["shapes"], a["type"]
+        if a["type"] != "Concat":
+            assert a["out"] == b["out"], a["type"]
+    assert same_input[-1] and same_input[1]  # the head and C2PSA: exactly stock's parameters
+    assert mine[-1]["type"] == HEAD_OF[task]
+
+    # feature_info describes the maps the neck reads: the P3/P4/P5 taps, at their channels and reductions
+    taps = feature_taps(model)
+    read = {j for i in range(n - 2, len(net.model)) for j in _backbone_sources(net, i, n)}
+    assert read == set(taps.values())
+    info = {row["index"]: row for row in feature_info(model)}
+    _, _, outputs = run_hooked(net, torch.rand(1, 3, *SIZE))
+    for level, index in taps.items():
+        reduction = 2 ** int(level[1])
+        assert info[index]["reduction"] == reduction
+        assert outputs[index] == (1, info[index]["channels"], SIZE[0] // reduction, SIZE[1] // reduction)
+
+
+def _backbone_sources(net: torch.nn.Module, i: int, n: int) -> list[int]:
+    """The backbone rows (before the SPPF) that layer ``i`` reads."""
+    f = net.model[i].f
+    return [j if j >= 0 else i + j for j in (f if isinstance(f, list) else [f]) if (j if j >= 0 else i + j) < n - 2]
+
+
+@pytest.mark.parametrize("suffix", list(TASK_OF))
+def test_output_shapes_train_eval_and_export(suffix: str):
+    """One family per task at 128x160: training output, eval output, and the graph export traces."""
+    task = TASK_OF[suffix]
+    if task not in TASKS:
+        pytest.skip(f"ultralytics {ultralytics.__version__} has no task={task}")
+    net = YOLO(lettered(f"yolo26-mobilevit-xxs-{suffix}.yaml"), verbose=False).model
+    x = torch.rand(2, 3, *SIZE)
+    h, w = SIZE
+    head = net.model[-1]
+    assert net.stride.tolist() == [32.0]
+    with torch.no_grad():
+        y = net.train()(x)
+        if task == "semantic":
+            nc = head.nc
+            assert nc == 19  # the configs' default, as stock yolo26-sem
+            assert [tuple(t.shape) for t in y] == [(2, nc, h // 8, w // 8), (2, nc, h // 16, w // 16)]  # main, aux
+            assert tuple(net.eval()(x).shape) == (2, nc, h // 8, w // 8)
+        else:
+            assert tuple(y["depth"].shape) == (2, 1, h // 4, w // 4)
+            out = net.eval()(x)
+            assert tuple(out.shape) == (2, 1, h // 4, w // 4) and bool((out > 0).all())
+        head.export, head.format = True, "onnx"
+        try:
+            out = net.eval()(x)
+        finally:
+            head.export, head.format = False, None
+    if task == "semantic":  # the class map at input size
+        assert tuple(out.shape) == (2, h, w) and out.dtype == torch.uint8
+    else:
+        assert tuple(out.shape) == (2, 1, h, w)
+
+
+@pytest.mark.parametrize("suffix", list(TASK_OF))
+def test_refused_before_the_first_release(suffix: str):
+    """Below the task's first release the config fails with one message naming the task, the installed version
+    and the first release; from it on the config builds."""
+    task = TASK_OF[suffix]
+    head = HEAD_OF[task]
+    first = FIRST_RELEASE[head][1]
+    path = lettered(f"yolo26-mobilenetv3-small-{suffix}.yaml")
+    if parse_version(ultralytics.__version__) >= parse_version(first):
+        assert task in TASKS
+        assert YOLO(path, verbose=False).task == task
+        return
+    assert task not in TASKS
+    with pytest.raises(YamlRowError) as caught:
+        YOLO(path, verbose=False)
+    message = str(caught.value)
+    assert path.name in message and f"'{head}'" in message
+    assert f"task={task}" in message and f"ultralytics {ultralytics.__version__} (installed)" in message
+    assert f"first shipped in ultralytics {first}" in message
+
+
+def test_refusal_names_task_version_and_first_release():
+    """The check itself, on any Ultralytics: a ``tasks`` module without the head refuses, one with it accepts."""
+    import yaml
+
+    for suffix, task in TASK_OF.items():
+        path = CFG / f"yolo26-mobilevit-{suffix}.yaml"
+        d = {**yaml.safe_load(path.read_text()), "yaml_file": str(path)}
+        first = FIRST_RELEASE[HEAD_OF[task]][1]
+        with pytest.raises(YamlRowError, match=rf"task={task}, .* first shipped in ultralytics {first}\."):
+            require_task_heads(d, types.SimpleNamespace())
+        require_task_heads(d, types.SimpleNamespace(**{HEAD_OF[task]: object}))
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+@pytest.fixture(scope="module")
+def task_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("task_datasets")
+    source = DATASETS / "coco8-seg"
+    return {
+        "masks": task_datasets.semantic_masks(out, source),
+        "polygons": task_datasets.semantic_polygons(out, source),
+        "depth": task_datasets.synthetic_depth(out),
+    }
+
+
+def _dataset(task: str, data_yaml: Path, imgsz: int = 160):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    cfg = get_cfg(overrides={"task": task, "imgsz": imgsz})
+    return build_yolo_dataset(cfg, data["val"], 4, data, mode="val", stride=32), data
+
+
+@needs("semantic")
+def test_png_masks_agree_with_ultralytics_polygon_rasterizer(task_data: dict[str, Path]):
+    """The masks written with cv2.fillPoly (masks_dir + label_mapping, outlines ignored) and Ultralytics' own polygon
+    rasterizer (PolygonSemanticDataset) give the same classes, background included, on the non-ignored pixels."""
+    from ultralytics.data.dataset import PolygonSemanticDataset, SemanticDataset
+
+    masks, data_masks = _dataset("semantic", task_data["masks"])
+    polygons, data_polygons = _dataset("semantic", task_data["polygons"])
+    assert type(masks) is SemanticDataset and type(polygons) is PolygonSemanticDataset
+    assert data_masks["names"] == data_polygons["names"] and data_masks["nc"] == data_polygons["nc"] == 81
+    assert len(masks) == len(polygons) == 4
+    for i in range(len(masks)):
+        a, b = masks[i]["semantic_mask"].numpy(), polygons[i]["semantic_mask"].numpy()
+        assert a.shape == b.shape
+        valid = a != 255
+        padding = b == 255  # the letterbox border, ignored in both forms
+        assert not (valid & padding).any()
+        assert 0.002 < (~valid & ~padding).mean() < 0.2  # the outlines are ignored, the rest is labelled
+        assert (a[valid] == b[valid]).mean() > 0.97
+        assert set(np.unique(a[valid])) == set(np.unique(b[valid]))  # background (80) and every object class
+
+
+@needs("depth")
+def test_synthetic_depth_reads_back_in_metres(task_data: dict[str, Path]):
+    import cv2
+
+    dataset, data = _dataset("depth", task_data["depth"])
+    assert data["depth_scale"] == 1000 and len(dataset) == 4
+    sample = dataset[0]
+    depth = sample["depth"].numpy().squeeze()
+    assert depth.shape == tuple(sample["img"].shape[-2:])
+    assert 2.0 < depth.min() and depth.max() < 10.0  # boxes from 2.5 m, the back wall at 6-9 m
+    raw = cv2.imread(str(Path(dataset.im_files[0].replace("/images/", "/depth/"))), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and abs(float(depth.max()) - raw.max() / 1000) < 0.01
