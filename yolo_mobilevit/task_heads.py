@@ -54,3 +54,33 @@ def make_yaml_model_load(original: Any) -> Any:
         return d
 
     return yaml_model_load
+
+
+def make_calibrate_checkpoint(original: Any) -> Any:
+    """Wrap the depth trainer's ``calibrate_checkpoint(ckpt_path, ...)``, which after training writes the fitted
+    output calibration (``Depth.cal_a`` / ``cal_b``) into best.pt and last.pt and re-saves them: the weights digest
+    the plugin recorded when the trainer saved the file would no longer match. The file is verified as the trainer
+    wrote it, calibrated by Ultralytics, then given the digest of its calibrated weights."""
+
+    def calibrate_checkpoint(ckpt_path: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+        from torch import nn
+        from ultralytics.utils.patches import torch_load
+
+        from .checkpoints import DIGEST_KEY, verify_digest, weights_digest
+
+        verify_digest(torch_load(ckpt_path, map_location="cpu"), ckpt_path)  # raises if changed since saving
+        result = original(ckpt_path, *args, **kwargs)
+        ckpt = torch_load(ckpt_path, map_location="cpu")
+        stamped = False
+        for key in ("ema", "model"):
+            model = ckpt.get(key) if isinstance(ckpt, dict) else None
+            layers = getattr(model, "model", None)
+            if isinstance(layers, nn.Module) and hasattr(layers, DIGEST_KEY):
+                setattr(layers, DIGEST_KEY, weights_digest(model))
+                stamped = True
+        if stamped:
+            torch.save(ckpt, ckpt_path)
+        return result
+
+    return calibrate_checkpoint
