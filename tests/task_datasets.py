@@ -145,9 +145,7 @@ def synthetic_depth(out: Path, n_train: int = 8, n_val: int = 4, size: tuple[int
             cv2.imwrite(str(root / "images" / split / f"scene{i:03d}.png"), image)
             encoded = np.clip(np.round(depth * DEPTH_SCALE), 1, 65535).astype(np.uint16)
             cv2.imwrite(str(root / "depth" / split / f"scene{i:03d}.png"), encoded)
-    return _write_yaml(
-        root, root.name, {"names": {0: "depth"}, "nc": 1, "depth_scale": DEPTH_SCALE, "max_depth": 10.0}
-    )
+    return _write_yaml(root, root.name, {"names": {0: "depth"}, "nc": 1, "depth_scale": DEPTH_SCALE, "max_depth": 10.0})
 
 
 def main() -> None:

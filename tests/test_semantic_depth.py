@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import task_datasets
 import torch
 import ultralytics
-from conftest import CFG, DATASETS
+from conftest import CFG, DATASETS, python, yolo
 from ultralytics import YOLO
 from ultralytics.cfg import TASKS
 
-import task_datasets
 from yolo_mobilevit.errors import YamlRowError
 from yolo_mobilevit.featuremap import backbone_length, feature_info, feature_taps
 from yolo_mobilevit.task_heads import FIRST_RELEASE, require_task_heads
@@ -289,3 +289,169 @@ def test_synthetic_depth_reads_back_in_metres(task_data: dict[str, Path]):
     assert 2.0 < depth.min() and depth.max() < 10.0  # boxes from 2.5 m, the back wall at 6-9 m
     raw = cv2.imread(str(Path(dataset.im_files[0].replace("/images/", "/depth/"))), cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint16 and abs(float(depth.max()) - raw.max() / 1000) < 0.01
+
+
+# ------------------------------------------------------------------------------------------- the plain CLI
+SEMANTIC_CFG = "yolo26n-mobilenetv3-small-sem.yaml"  # the smallest backbones: the CLI runs stay cheap
+DEPTH_CFG = "yolo26n-mobilevit-xxs-depth.yaml"
+CLI = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "exist_ok=True"]
+EXPORT_SIZE = 64
+
+
+def _interrupted_training(config: str, data: Path, project: Path) -> str:
+    """Epoch 1 of 2 in a fresh interpreter (pretrained backbone by default: offline, the weights store warns and
+    the backbone starts from scratch), interrupted; returns the log. ``yolo train resume`` finishes it."""
+    out = python(
+        f"""
+        from ultralytics import YOLO
+        model = YOLO({str(CFG / config)!r})
+        def interrupt(trainer):
+            raise KeyboardInterrupt("simulated interruption after epoch 1")
+        model.add_callback("on_fit_epoch_end", interrupt)
+        try:
+            model.train(data={str(data)!r}, epochs=2, imgsz=64, batch=4, workers=0, device="cpu",
+                        project={str(project)!r}, name="run", exist_ok=True, plots=False)
+        except KeyboardInterrupt:
+            print("interrupted")
+        """,
+        cwd=project,
+    )
+    return out.stdout + out.stderr
+
+
+def _resume(project: Path) -> str:
+    out = yolo("train", "resume", f"model={project / 'run' / 'weights' / 'last.pt'}", cwd=project)
+    log = out.stdout + out.stderr
+    assert "Resuming training" in log and "from epoch 2 to 2 total epochs" in log
+    return log
+
+
+def _metric_row(log: str, label: str) -> list[float]:
+    """The numbers of the last line of a validation table whose first column is ``label``."""
+    rows = [line.split() for line in log.splitlines() if line.split()[:1] == [label]]
+    assert rows, f"no '{label}' row in:\n{log[-3000:]}"
+    return [float(v) for v in rows[-1][1:]]
+
+
+def _image(data: Path, size: int = EXPORT_SIZE) -> torch.Tensor:
+    from yolo_mobilevit.tools.export_check import resized
+
+    return resized(next(iter(sorted((data.parent / "images" / "val").glob("*.*")))), size)[None]
+
+
+def _exported_outputs(best: Path, x: torch.Tensor) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    import openvino as ov
+
+    onnx = ort.InferenceSession(str(best.with_suffix(".onnx")))
+    xml = next(best.with_name(f"{best.stem}_openvino_model").glob("*.xml"))
+    return {
+        "onnx": onnx.run(None, {onnx.get_inputs()[0].name: x.numpy()})[0],
+        "openvino": ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0],
+    }
+
+
+def _torch_export_output(best: Path, x: torch.Tensor) -> torch.Tensor:
+    """The head's export-mode output in PyTorch (unfused checkpoint): semantic logits at input size (the formats
+    that bake the argmax are given the logits), depth at input size."""
+    net = YOLO(best).model.float().eval()
+    head = net.model[-1]
+    head.export, head.format = True, "torchscript"
+    with torch.no_grad():
+        return net(x)
+
+
+@pytest.mark.slow
+@needs("semantic")
+def test_semantic_cli_trains_resumes_validates_predicts_and_exports(task_data: dict[str, Path], tmp_path: Path):
+    """PNG masks with label_mapping: train (interrupted) -> ``yolo train resume`` -> ``yolo val`` (mIoU) ->
+    ``yolo predict`` -> ``yolo export`` ONNX and OpenVINO, each in a fresh interpreter; the exported class maps equal
+    PyTorch's argmax wherever its top two logits are apart."""
+    data = task_data["masks"]
+    log = _interrupted_training(SEMANTIC_CFG, data, tmp_path)
+    assert "interrupted" in log and "Training the backbone from scratch" in log  # offline: no ImageNet weights
+    _resume(tmp_path)
+    best = tmp_path / "run" / "weights" / "best.pt"
+    out = yolo("val", "task=semantic", f"model={best}", f"data={data}", *CLI, f"project={tmp_path}", "name=val",
+               cwd=tmp_path)  # fmt: skip
+    images, pixels, miou, pixel_acc = _metric_row(out.stdout + out.stderr, "all")
+    assert images == 4 and pixels > 0 and 0.0 <= miou <= 1.0 and 0.0 <= pixel_acc <= 1.0
+    results = tmp_path / "run" / "results.csv"
+    assert "metrics/mIoU" in results.read_text().splitlines()[0] and len(results.read_text().splitlines()) == 3
+    source = data.parent / "images" / "val"
+    yolo("predict", f"model={best}", f"source={source}", *CLI, f"project={tmp_path}", "name=pred", "save=True",
+         cwd=tmp_path)  # fmt: skip
+    assert len(list((tmp_path / "pred").glob("*.jpg"))) == len(list(source.glob("*.jpg")))
+    for fmt in ("onnx", "openvino"):
+        yolo("export", f"model={best}", f"format={fmt}", f"imgsz={EXPORT_SIZE}", "device=cpu", cwd=tmp_path)
+
+    x = _image(data)
+    logits = _torch_export_output(best, x)  # (1, nc, H, W)
+    assert tuple(logits.shape) == (1, 81, EXPORT_SIZE, EXPORT_SIZE)
+    top2 = logits.topk(2, dim=1).values
+    decided = ((top2[:, 0] - top2[:, 1]) > 1e-3 * float(logits.abs().max())).numpy()
+    expected = logits.argmax(1).numpy()
+    assert decided.mean() > 0.9
+    for fmt, got in _exported_outputs(best, x).items():
+        assert got.shape == (1, EXPORT_SIZE, EXPORT_SIZE) and got.dtype == np.uint8, fmt
+        assert (got[decided] == expected[decided]).all(), fmt
+
+
+@pytest.mark.slow
+@needs("semantic")
+def test_semantic_variable_batch_from_the_cli(task_data: dict[str, Path], tmp_path: Path):
+    """``yolo train task=semantic variable_batch=True`` on the polygon form: batches at more than one size, the
+    masks at imgsz (Ultralytics' semantic loss resizes the logits to them), mIoU recorded."""
+    out = yolo("train", "task=semantic", f"model={CFG / SEMANTIC_CFG}", f"data={task_data['polygons']}",
+               "epochs=1", "imgsz=64", "batch=2", "workers=0", "device=cpu", "variable_batch=True", "pretrained=False",
+               f"project={tmp_path}", "name=vb", "exist_ok=True", "plots=False", cwd=tmp_path)  # fmt: skip
+    log = out.stdout + out.stderr
+    summary = [line for line in log.splitlines() if "variable_batch:" in line and "epoch 1:" in line]
+    assert summary and "4 images in 3 batches (per size {64: 2, 96: 1})" in summary[0]
+    assert "metrics/mIoU" in (tmp_path / "vb" / "results.csv").read_text()
+
+
+@pytest.mark.slow
+@needs("depth")
+def test_depth_cli_trains_resumes_validates_predicts_and_exports(task_data: dict[str, Path], tmp_path: Path):
+    """SYNTHETIC depth scenes: train (interrupted) -> ``yolo train resume`` (Ultralytics then writes its output
+    calibration into best.pt) -> ``yolo val`` (delta1, AbsRel); then in one fresh interpreter predict and export
+    ONNX and OpenVINO, whose depth maps equal PyTorch's."""
+    data = task_data["depth"]
+    log = _interrupted_training(DEPTH_CFG, data, tmp_path)
+    assert "interrupted" in log and "Training the backbone from scratch" in log
+    log = _resume(tmp_path)
+    assert "Auto-calibration written to best.pt" in log
+    best = tmp_path / "run" / "weights" / "best.pt"
+    out = yolo("val", "task=depth", f"model={best}", f"data={data}", *CLI, f"project={tmp_path}", "name=val",
+               cwd=tmp_path)  # fmt: skip
+    images, delta1, abs_rel, rmse, _silog = _metric_row(out.stdout + out.stderr, "depth_val")
+    assert images == 4 and 0.0 <= delta1 <= 1.0 and abs_rel > 0 and rmse > 0
+    source = data.parent / "images" / "val"
+    python(
+        f"""
+        from ultralytics import YOLO
+        model = YOLO({str(best)!r})
+        results = model.predict({str(source)!r}, imgsz=64, device="cpu")
+        assert len(results) == 4 and all(float(r.depth.data.min()) > 0 for r in results)
+        for fmt in ("onnx", "openvino"):
+            model.export(format=fmt, imgsz={EXPORT_SIZE}, device="cpu")
+        """,
+        cwd=tmp_path,
+    )
+    x = _image(data)
+    expected = _torch_export_output(best, x).numpy()
+    assert expected.shape == (1, 1, EXPORT_SIZE, EXPORT_SIZE) and (expected > 0).all()
+    for fmt, got in _exported_outputs(best, x).items():
+        assert got.shape == expected.shape, fmt
+        assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-3, fmt
+
+
+def test_variable_batch_refuses_depth_and_accepts_semantic():
+    """variable_batch takes the semantic trainer (masks stay at imgsz; the loss resizes the logits to them) and
+    refuses depth before training, naming the task."""
+    from ultralytics.cfg import get_cfg
+
+    assert get_cfg(overrides={"variable_batch": True, "task": "semantic"}).variable_batch is True
+    with pytest.raises(ValueError, match=r"'variable_batch' supports training tasks .*semantic, not task=depth"):
+        get_cfg(overrides={"variable_batch": True, "task": "depth"})
