@@ -455,3 +455,63 @@ def test_variable_batch_refuses_depth_and_accepts_semantic():
     assert get_cfg(overrides={"variable_batch": True, "task": "semantic"}).variable_batch is True
     with pytest.raises(ValueError, match=r"'variable_batch' supports training tasks .*semantic, not task=depth"):
         get_cfg(overrides={"variable_batch": True, "task": "depth"})
+
+
+# ------------------------------------------------------------------------------------------------ compare
+def test_compare_reports_dense_task_metrics(tmp_path: Path):
+    """compare's task-keyed hook: a semantic (depth) validation gives mIoU (delta1, AbsRel) columns, the plot's
+    accuracy axis and a models' accuracy; detection keeps mAP."""
+    from yolo_mobilevit.tools import task_metrics
+    from yolo_mobilevit.tools.compare import _columns, accuracy_key, plot
+
+    semantic = types.SimpleNamespace(results_dict={"metrics/mIoU": 0.25, "metrics/pixel_acc": 0.5, "fitness": 0.25})
+    depth = types.SimpleNamespace(results_dict={"metrics/delta1": 0.7, "metrics/abs_rel": 0.2, "metrics/rmse": 1.5})
+    assert task_metrics.from_val(semantic) == {"task": "semantic", "miou": 0.25, "pixel_acc": 0.5}
+    assert task_metrics.from_val(depth) == {"task": "depth", "delta1": 0.7, "abs_rel": 0.2, "rmse": 1.5}
+    assert task_metrics.from_val(types.SimpleNamespace(results_dict={"metrics/mAP50(B)": 0.1})) == {}
+    rows = [
+        {"model": "yolo26n-sem", "ort_ms_b1": 3.0, **task_metrics.from_val(semantic)},
+        {"model": "yolo26n-mobilevit-sem", "ort_ms_b1": 4.0, "task": "semantic", "miou": 0.3, "pixel_acc": 0.6},
+    ]
+    assert all(task_metrics.has_accuracy(r) for r in rows) and not task_metrics.has_accuracy({"model": "x"})
+    headers = [h for _, h, _ in _columns(64, [1], True, False, True, True, task_metrics.columns(rows))]
+    assert headers[-3:] == ["train img/s", "mIoU", "pixel acc"] and "mAP50" not in headers
+    assert "mAP50" in [h for _, h, _ in _columns(64, [1], True, False, True, True, task_metrics.columns([{}]))]
+    assert accuracy_key(rows) == ("miou", "mIoU (Ultralytics val, metrics/mIoU)")
+    assert plot(rows, "ort_ms_b1", "latency", "semantic", tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+    depth_rows = [{"model": "d", "task": "depth", "delta1": 0.7}]
+    assert accuracy_key(depth_rows)[0] == "delta1"
+    assert [key for key, _, _ in task_metrics.columns(depth_rows)] == ["delta1", "abs_rel", "rmse"]
+
+
+@pytest.mark.slow
+@needs("semantic")
+def test_compare_semantic_against_stock(task_data: dict[str, Path], tmp_path: Path):
+    """``yolo-mobilevit compare`` on stock yolo26n-sem and a plugin -sem config: mIoU beside params, GFLOPs and
+    latency, and the plot."""
+    import csv
+    import sys
+
+    from conftest import run
+
+    args = [
+        str(Path(sys.executable).with_name("yolo-mobilevit")), "compare",
+        "yolo26n-sem.yaml", str(CFG / SEMANTIC_CFG),
+        "--data", str(task_data["masks"]),
+        "--imgsz", "64", "--epochs", "1", "--batch", "4", "--device", "cpu",
+        "--batches", "1", "--repeats", "2", "--warmup", "1", "--no-simplify",
+        "--project", str(tmp_path / "runs"), "--name", "sem", "workers=0", "plots=False",
+    ]  # fmt: skip
+    run(args, cwd=tmp_path)
+    save_dir = tmp_path / "runs" / "sem"
+    with (save_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["model"] for r in rows) == ["yolo26n-mobilenetv3-small-sem", "yolo26n-sem"]
+    assert list(rows[0])[-3:] == ["train_img_s", "miou", "pixel_acc"]
+    for r in rows:
+        assert all(float(r[k]) > 0 for k in ("params_M", "gflops_ultralytics", "cpu_ms_b1", "ort_ms_b1")), r
+        assert 0 <= float(r["miou"]) <= 1 and 0 <= float(r["pixel_acc"]) <= 1, r
+    table = (save_dir / "results.md").read_text()
+    assert "| mIoU | pixel acc |" in table and "FAILED" not in table and "metrics/mIoU" in table
+    assert (save_dir / "map_vs_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
