@@ -40,7 +40,8 @@ def lettered(config: Path, scale: str = "n") -> str:
 
 
 def default_configs() -> list[str]:
-    shipped = sorted(p for p in (REPO / "cfg").glob("*.yaml") if not re.search(r"-(seg|pose|obb|cls)\.yaml$", p.name))
+    other_tasks = r"-(seg|pose|obb|cls|sem|depth)\.yaml$"
+    shipped = sorted(p for p in (REPO / "cfg").glob("*.yaml") if not re.search(other_tasks, p.name))
     return STOCK + [lettered(p) for p in shipped]
 
 

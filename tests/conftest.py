@@ -42,7 +42,9 @@ PY = sys.executable
 YOLO_BIN = Path(PY).with_name("yolo")
 # the YOLOv8 / YOLO11 configs, and apart from them the YOLO26 ones (end-to-end heads; tests/test_yolo26.py)
 SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml") if not p.name.startswith("yolo26-"))
-YOLO26_CONFIGS = sorted(p.name for p in CFG.glob("yolo26-*.yaml"))
+YOLO26_CONFIGS = sorted(  # the semantic / depth ones have their own tests (tests/test_semantic_depth.py)
+    p.name for p in CFG.glob("yolo26-*.yaml") if not p.stem.endswith(("-sem", "-depth"))
+)
 
 
 # ---- every test session: a fresh Ultralytics settings folder and a clean, offline environment ----------------------

@@ -93,3 +93,13 @@ def run_as_user(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
 def files_under(folder: Path) -> list[str]:
     """Every path under ``folder`` (folders too), relative and sorted."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def module_absent(name: str) -> bool:
+    """This Ultralytics release has no module ``name`` (nor, for a submodule, its parent package)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is None
+    except ModuleNotFoundError:
+        return True

@@ -91,7 +91,9 @@ def test_cfg_lists_every_config_at_each_scale_from_the_index(capsys: pytest.Capt
     assert cli.main(["cfg"]) == 0
     out = capsys.readouterr().out
     assert "measured now" not in out  # the index is current (tests/test_cfg_index.py)
-    listed = re.findall(r"^(yolo\S+\.yaml)\s+(\S+(?: \S+)?)\s+(detect|segment|pose|obb|classify)\s", out, re.MULTILINE)
+    listed = re.findall(
+        r"^(yolo\S+\.yaml)\s+(\S+(?: \S+)?)\s+(detect|segment|semantic|depth|pose|obb|classify)\s", out, re.MULTILINE
+    )
     names = {m[0] for m in listed}
     for path in CFG.glob("*.yaml"):
         for scale in yaml.safe_load(path.read_text())["scales"]:

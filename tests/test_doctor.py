@@ -3,7 +3,6 @@ both ends of the tested range (CI runs this file on 8.4.0 too), every problem na
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,12 +12,13 @@ from pathlib import Path
 import pytest
 import ultralytics
 from conftest import CFG, PY, run
+from helpers import module_absent
 
 from yolo_mobilevit.integration import PATCHES
 from yolo_mobilevit.tools.doctor import input_sizes
 
 # The rows whose module this release lacks (8.4.0: the three export helpers) are not applicable, every other applies.
-ABSENT = [p for p in PATCHES if importlib.util.find_spec(p.module) is None]
+ABSENT = [p for p in PATCHES if module_absent(p.module)]
 ALL_APPLIED = f"patches: {len(PATCHES) - len(ABSENT)} applied, {len(ABSENT)} not applicable here, 0 missing"
 
 ENTRY_POINT = Path(sys.executable).with_name("yolo-mobilevit")  # a venv layered on another one has none of its own

@@ -4,7 +4,6 @@ patched target, outside the series inactive. Newer releases and changed targets 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import sys
 import tomllib
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import ultralytics
 from conftest import CFG, PY, REPO, run
+from helpers import module_absent
 from packaging.requirements import Requirement
 
 from yolo_mobilevit import integration
@@ -71,7 +71,7 @@ def test_every_row_passes_the_self_test_on_this_tested_release():
     integration.register()
     checked = [p for p in integration.PATCHES if p.module in sys.modules]
     unchecked = [p for p in integration.PATCHES if p not in checked]  # 8.4.0 lacks the export helpers, for one
-    assert checked and all(importlib.util.find_spec(p.module) is None for p in unchecked), unchecked
+    assert checked and all(module_absent(p.module) for p in unchecked), unchecked
     assert [signature_problem(p) for p in checked] == [None] * len(checked)
 
 

@@ -29,6 +29,7 @@ from .errors import YamlRowError
 from .featuremap import record
 from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
+from .task_heads import require_task_heads
 
 
 def _row_label(d: dict, i: int) -> str:
@@ -461,6 +462,7 @@ def make_parse_model(original: Any) -> Any:
     tasks = sys.modules["ultralytics.nn.tasks"]
 
     def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+        require_task_heads(d, tasks)  # semantic / depth heads on an Ultralytics older than those tasks
         staged, plan = _plan(d, tasks, ch)
         if not plan:
             model, save = original(staged, ch, verbose)

@@ -42,6 +42,7 @@ class Patch:
 
 _TASKS, _CFG = "ultralytics.nn.tasks", "ultralytics.cfg"
 _TRAINER, _DETECT_TRAINER = "ultralytics.engine.trainer", "ultralytics.models.yolo.detect.train"
+_DEPTH_CALIBRATE = "ultralytics.models.yolo.depth.calibrate"  # absent before 8.4.104 (no depth task)
 _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
     "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino",
     "ultralytics.utils.export.litert")  # fmt: skip
@@ -50,6 +51,8 @@ _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
 PATCHES: tuple[Patch, ...] = (
     Patch(_CFG, "check_cfg", "yolo_mobilevit.integration:make_check_cfg",
           "validate the plugin's training keys (TRAINING_KEYS) where Ultralytics validates its own"),
+    Patch(_TASKS, "yaml_model_load", "yolo_mobilevit.task_heads:make_yaml_model_load",
+          "refuse a semantic / depth head on an Ultralytics older than its task, naming the first release with it"),
     Patch(_TASKS, "parse_model", "yolo_mobilevit.builder:make_parse_model",
           "build plugin rows with the channels, width scaling and repeats Ultralytics infers for its own rows"),
     Patch(_TASKS, "BaseModel.fuse", "yolo_mobilevit.builder:make_fuse",
@@ -78,6 +81,8 @@ PATCHES: tuple[Patch, ...] = (
           "freeze_bn: keep the backbone's BatchNorm statistics as loaded (eval mode) every epoch"),
     Patch(_TRAINER, "BaseTrainer.save_model", "yolo_mobilevit.checkpoints:make_save_model",
           "record a SHA-256 of the weights in plugin checkpoints; torch_safe_load verifies it on load"),
+    Patch(_DEPTH_CALIBRATE, "calibrate_checkpoint", "yolo_mobilevit.task_heads:make_calibrate_checkpoint",
+          "depth: re-record the weights digest after Ultralytics writes its output calibration into best.pt/last.pt"),
     Patch(_EXPORTER, "Exporter.__call__", "yolo_mobilevit.export:make_exporter_call",
           "trace MobileViT blocks for the export asked for: fixed-size without Resize, CoreML iOS15-safe ops"),
     Patch(_EXPORT_ONNX, "onnx_int8_quantize", "yolo_mobilevit.export:make_onnx_int8_quantize",

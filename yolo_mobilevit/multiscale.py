@@ -20,7 +20,8 @@ resized to its size on the device, as Ultralytics' own ``multi_scale`` does.
 - Hooks: the integration's patch table adds the key to Ultralytics' default config (validated by
   :func:`check_args` inside ``check_cfg``) and wraps the trainer methods with the factories at the end of this
   module; the wrappers pass through unless the trainer's config switches the key on. Supported: the YOLO detect,
-  segment, pose and obb trainers; classify and other trainers raise.
+  segment, pose, obb and semantic trainers (semantic masks stay at ``imgsz``: Ultralytics' semantic loss resizes the
+  logits to the masks, as under its own ``multi_scale``); classify, depth and other trainers raise.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ KEY = "variable_batch"
 PAPER_RATIOS = (0.625, 1.25)  # MobileViT: 160 ... 320 around 256 (cvnets' variable-batch sampler)
 N_SCALES = 5  # cvnets' default number of scales
 MIN_STRIDES = 2  # smallest side: 2 x the model stride, so P5 is at least 2x2 (BatchNorm and 2x2 patches)
-SUPPORTED_TASKS = ("detect", "segment", "pose", "obb")
+SUPPORTED_TASKS = ("detect", "segment", "pose", "obb", "semantic")
 _SUPPORTED_TRAINER_MODULES = frozenset(
     {
         "ultralytics.engine.trainer",

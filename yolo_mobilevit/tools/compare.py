@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import task_metrics
 from .cocoeval import METRICS as COCO_METRICS
 from .pretraining import POLICIES as PRETRAINING_POLICIES
 from .timing import measure_latency, ort_feed, ort_session
@@ -448,7 +449,7 @@ def validate(
     )
     box = getattr(metrics, "box", None)
     if box is None:
-        return {}
+        return task_metrics.from_val(metrics)  # semantic / depth: mIoU, delta1, ...
     progress("COCO eval")
     return {"map50": float(box.map50), "map50_95": float(box.map), **coco_metrics(weights, out_dir, data, settings)}
 
@@ -531,7 +532,13 @@ def run_job(job_file: str) -> int:
 
 
 def _columns(
-    imgsz: int, batches: list[int], onnx: bool, gpu: bool, train: bool, accuracy: bool
+    imgsz: int,
+    batches: list[int],
+    onnx: bool,
+    gpu: bool,
+    train: bool,
+    accuracy: bool,
+    dense: list[tuple[str, str, str]] | None = None,
 ) -> list[tuple[str, str, str]]:
     """(results key / CSV column, markdown header, format) of each column shown."""
     cols = [
@@ -547,7 +554,9 @@ def _columns(
             cols += [(f"gpu_ms_b{b}", f"GPU ms b{b}", ".2f"), (f"gpu_mem_mb_b{b}", f"GPU peak MB b{b}", ".1f")]
     if train:
         cols += [("train_img_s", "train img/s", ".1f")]
-    if accuracy:
+    if accuracy and dense:
+        cols += dense
+    elif accuracy:
         cols += [("mAP50", "mAP50", ".3f"), ("mAP50-95", "mAP50-95", ".3f")]
         cols += [(f"coco_{k}", f"COCO {k}", ".3f") for k in COCO_METRICS]
     return cols
@@ -580,7 +589,11 @@ def _plot_latency_key(batches: list[int], onnx: bool, gpu: bool) -> tuple[str, s
 
 
 def accuracy_key(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """(results key, axis label) of the accuracy to plot: COCO AP when measured, else Ultralytics' mAP50-95."""
+    """(results key, axis label) of the accuracy to plot: a dense task's metric, COCO AP when measured, else
+    Ultralytics' mAP50-95."""
+    dense = task_metrics.plot_key(rows)
+    if dense:
+        return dense
     if any(r.get("coco_AP") is not None for r in rows):
         return "coco_AP", "COCO AP (pycocotools, IoU 0.50:0.95)"
     return "mAP50-95", "mAP50-95 (Ultralytics val)"
@@ -754,14 +767,15 @@ def compare(
         proc = subprocess.run([sys.executable, "-c", code, str(job_file)], check=False)
         res = json.loads(results_file.read_text()) if results_file.is_file() else {"model": label, "source": spec}
         evaluated = train or spec.endswith(".pt")
-        if proc.returncode != 0 or (train and "train_img_s" not in res) or (evaluated and "map50_95" not in res):
+        unscored = evaluated and not task_metrics.has_accuracy(res)  # no mAP (or mIoU, delta1: dense tasks)
+        if proc.returncode != 0 or (train and "train_img_s" not in res) or unscored:
             failed.append(label)
         rows.append(_table_values(res))
 
     x_key, x_label = _plot_latency_key(batches, onnx, gpu is not None)
     rows.sort(key=lambda r: (r.get(x_key) is None, r.get(x_key) or 0.0))  # fastest first; unmeasured last
     accuracy = train or any(spec.endswith(".pt") for spec in specs)
-    cols = _columns(imgsz, batches, onnx, gpu is not None, train, accuracy)
+    cols = _columns(imgsz, batches, onnx, gpu is not None, train, accuracy, task_metrics.columns(rows))
     for r in rows:
         r.setdefault("pretrained", "-")  # not trained (--no-train on a YAML), or its process failed before training
     with (save_dir / "results.csv").open("w", newline="") as f:
@@ -813,8 +827,12 @@ def compare(
             f"seed={seed}{', ' + extra if extra else ''}, pretrained=False, then the pretraining policy at the top); "
             f"{timed} "
             f"(validation excluded; torch threads as Ultralytics sets them: {train_threads}); "
-            "mAP: YOLO(best.pt).val() on the dataset's val split; COCO metrics: `yolo-mobilevit cocoeval` "
-            "(pycocotools, conf 0.001, 100 detections per image) on the same split. Rows sorted by latency."
+            + (
+                task_metrics.note(rows)
+                or "mAP: YOLO(best.pt).val() on the dataset's val split; COCO metrics: `yolo-mobilevit cocoeval` "
+                "(pycocotools, conf 0.001, 100 detections per image) on the same split."
+            )
+            + " Rows sorted by latency."
         )
         images = min((r["train_images"] for r in rows if r.get("train_images")), default=None)
         if images is not None and images < 4 * batch:
