@@ -3,6 +3,7 @@ same parameters as the global model (converted timm weights load strictly), trac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ from mobilevit_refs import save_reference
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
 from yolo_mobilevit.convert import convert_checkpoint
+from yolo_mobilevit.export import ExportMode, exporting
 from yolo_mobilevit.integration import YamlRowError
 from yolo_mobilevit.modules.mobilevit import (
     PATCH,
@@ -155,3 +157,18 @@ def test_odd_map_keeps_its_size() -> None:
     with torch.no_grad():
         y = block(4)(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("mode", [ExportMode(static=True), ExportMode(static=True, four_d_patches=True), None])
+def test_traced_graph_is_at_most_4d(mode: ExportMode | None) -> None:
+    """Windows, padding and masks of a traced graph (fixed-size ONNX, CoreML's layout, every-size) stay within 4-D
+    tensors (NCNN, CoreML), and the graph matches eager."""
+    m, x = block(4), torch.randn(1, 16, 20, 28)  # 10 x 14 patches: 3 x 4 windows of 4 x 4, padded
+    with exporting(mode) if mode else contextlib.nullcontext(), torch.no_grad():
+        traced = torch.jit.trace(m, x, check_trace=False)
+    ranks = [
+        o.type().dim() for n in traced.inlined_graph.nodes() for o in n.outputs() if o.type().kind() == "TensorType"
+    ]
+    assert ranks and max(r for r in ranks if r is not None) <= 4
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), m(x), rtol=1e-5, atol=1e-5)
