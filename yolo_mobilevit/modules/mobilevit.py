@@ -161,9 +161,12 @@ def to_windows(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return y.reshape(B * rows * cols, C, s, t)
 
 
-def from_windows(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Inverse of :func:`to_windows`: (B * rows*cols, C, s, t) -> (B, C, rows*s, cols*t)."""
-    _, C, s, t = x.shape
+def from_windows(x: torch.Tensor, rows: int, cols: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`to_windows`: (B * rows*cols, C, s, t) -> (B, C, rows*s, cols*t), ``size`` = (s, t) as the
+    windows were cut (passed on, not read back from ``x``: ONNX's DepthToSpace of the patch fold would hand a graph
+    traced for every size the trace-time sizes)."""
+    s, t = size
+    C = x.shape[1]
     y = x.reshape(-1, rows * cols, C, s * t).transpose(1, 2)  # (B, C, windows, s*t)
     y = y.reshape(-1, cols, s, t).transpose(1, 2)  # (B*C*rows, s, cols, t)
     return y.reshape(-1, C, rows * s, cols * t)
@@ -232,7 +235,8 @@ class MobileViTBlock(nn.Module):
         mask = window_key_mask(y, rows, cols, size_h, size_w) if padded else None
         if padded:
             y = F.pad(y, (0, pad_w, 0, pad_h))
-        out = from_windows(self.attend(to_windows(y, rows, cols), mask), rows, cols)
+        size = (size_h * PATCH, size_w * PATCH)
+        out = from_windows(self.attend(to_windows(y, rows, cols), mask), rows, cols, size)
         return out[:, :, :H, :W] if padded else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
