@@ -132,14 +132,37 @@ def from_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> 
     return F.pixel_shuffle(x.flatten(1, 2).unflatten(2, grid), patch)
 
 
+def _eager() -> bool:
+    """Whether the forward runs eagerly: no trace, script, compilation or export that needs at most 4-D tensors."""
+    return export_mode() is None and not (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
 def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, d, H, W) -> ((B * p*p, H/p * W/p, d), grid): one token sequence per offset inside a patch."""
+    """(B, d, H, W) -> ((B * p*p, H/p * W/p, d), grid): one token sequence per offset inside a patch.
+
+    Eagerly, one copy through a 6-D view (from the channels-last maps the CPU policy hands over, the channel axis is
+    already innermost); graphs being traced or exported take :func:`to_patches`' at most 4-D path."""
+    if _eager():
+        B, d, H, W = x.shape
+        h, w = H // patch, W // patch
+        y = x.permute(0, 2, 3, 1).reshape(B, h, patch, w, patch, d).permute(0, 2, 4, 1, 3, 5)  # (B, i, j, h, w, d)
+        return y.reshape(B * patch * patch, h * w, d), (h, w)
     y, grid = to_patches(x, patch)
     return y.permute(0, 2, 3, 1).flatten(0, 1), grid
 
 
 def fold_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
-    """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W)."""
+    """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W); eagerly one copy into a channels-last
+    map (what the following convolution reads fastest on the CPU)."""
+    if _eager():
+        (h, w), d = grid, x.shape[-1]
+        y = x.reshape(-1, patch, patch, h, w, d).permute(0, 3, 1, 4, 2, 5)  # (B, h, i, w, j, d)
+        return y.reshape(-1, h * patch, w * patch, d).permute(0, 3, 1, 2)
     return from_patches(x.unflatten(0, (-1, patch * patch)).permute(0, 3, 1, 2), grid, patch)
 
 
