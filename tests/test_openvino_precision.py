@@ -1,7 +1,8 @@
 """Plugin OpenVINO exports run in the precision they were exported in when Ultralytics loads them: the export records
-it (``rt_info``) and the plugin's ``OpenVINOBackend.load_model`` / ``AutoBackend.__init__`` wrapper compiles with it as
+it (``rt_info``) and the plugin's ``OpenVINOBackend.load_model`` wrapper compiles with it as
 ``INFERENCE_PRECISION_HINT``, where the CPU plugin would pick bf16 on CPUs with AMX / AVX512-BF16. Stock exports and
-the ``YOLO_MOBILEVIT_OPENVINO_PRECISION=default`` switch keep the CPU plugin's own choice."""
+the ``YOLO_MOBILEVIT_OPENVINO_PRECISION=default`` switch keep the CPU plugin's own choice. Ultralytics 8.4.0 has
+neither ``torch2openvino`` nor ``OpenVINOBackend`` (not covered there)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from ultralytics.nn.autobackend import AutoBackend
 from yolo_mobilevit.export import OPENVINO_PRECISION_SWITCH, recorded_openvino_precision
 
 ov = pytest.importorskip("openvino")
+pytest.importorskip(
+    "ultralytics.nn.backends.openvino",
+    reason="this Ultralytics (8.4.0) exports and compiles OpenVINO without the functions the plugin wraps",
+)
 
 
 def export(tmp_path: Path, cfg: str, **kwargs: object) -> Path:

@@ -337,25 +337,12 @@ def openvino_export_precision() -> Iterator[None]:
 
 def make_openvino_load(original: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``OpenVINOBackend.load_model(self, weight)`` (Ultralytics releases with ``ultralytics.nn.backends``): plugin
-    exports compile on the CPU in the precision they were exported in (:func:`openvino_export_precision`)."""
+    exports compile on the CPU in the precision they were exported in (:func:`openvino_export_precision`). Releases
+    that compile OpenVINO models inside ``AutoBackend`` (8.4.0) also export without ``torch2openvino``, so their
+    exports carry no record and keep the CPU plugin's default."""
 
     def load_model(self: Any, *args: Any, **kwargs: Any) -> Any:
         with openvino_export_precision():
             return original(self, *args, **kwargs)
 
     return load_model
-
-
-def make_autobackend_init(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``AutoBackend.__init__(self, model, ...)`` of releases that compile OpenVINO models inside it (8.4.0): the
-    same as :func:`make_openvino_load`, engaged only for an OpenVINO model (``*openvino_model*`` path; OpenVINO is
-    not imported for other formats)."""
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        weights = args[0] if args else kwargs.get("model", "")
-        if not isinstance(weights, (str, Path)) or "openvino_model" not in str(weights):
-            return original(self, *args, **kwargs)
-        with openvino_export_precision():
-            return original(self, *args, **kwargs)
-
-    return __init__

@@ -42,7 +42,7 @@ _TRAINER, _DETECT_TRAINER = "ultralytics.engine.trainer", "ultralytics.models.yo
 _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
     "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino",
     "ultralytics.utils.export.litert")  # fmt: skip
-_AUTOBACKEND, _OV_BACKEND = "ultralytics.nn.autobackend", "ultralytics.nn.backends.openvino"
+_OV_BACKEND = "ultralytics.nn.backends.openvino"
 
 #: Every patch the plugin makes, in the order they are applied within a module.
 PATCHES: tuple[Patch, ...] = (
@@ -84,8 +84,6 @@ PATCHES: tuple[Patch, ...] = (
           "transformer-aware LiteRT INT8: only weighted ops INT8 (per-channel); attention, normalization, head in float"),
     Patch(_OV_BACKEND, "OpenVINOBackend.load_model", "yolo_mobilevit.export:make_openvino_load",
           "compile plugin OpenVINO exports on the CPU in the precision they were exported in, not bf16 (AMX CPUs)"),
-    Patch(_AUTOBACKEND, "AutoBackend.__init__", "yolo_mobilevit.export:make_autobackend_init",
-          "the same for Ultralytics releases that compile OpenVINO models inside AutoBackend (8.4.0)"),
 )  # fmt: skip
 
 #: Applied instead of PATCHES when the installed Ultralytics is outside the supported range.
