@@ -38,6 +38,8 @@ SUFFIX = {
     "coreml": ".mlpackage",
     "coreai": ".aimodel",
     "tflite": ".tflite",
+    "onnx": ".onnx",
+    "openvino": "_openvino_model",
     "paddle": "_paddle_model",
     "executorch": "_executorch_model",
     "saved_model": "_saved_model",
@@ -78,7 +80,8 @@ def measure(
     label = " ".join((fmt, *(shown(a) for a in extra)))
     pt = work / f"{family}.pt"
     if not pt.exists():
-        config = ROOT / "cfg" / FAMILIES[family] if family in FAMILIES else f"{family}.yaml"  # else stock YOLO
+        shipped = ROOT / "cfg" / f"{FAMILIES.get(family, family)}".removesuffix(".yaml")
+        config = f"{shipped}.yaml" if Path(f"{shipped}.yaml").exists() else f"{family}.yaml"  # else stock YOLO
         calibrated_checkpoint(config, DATASETS / "coco8" / "images", pt)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -119,7 +122,7 @@ def main() -> None:
         "--families",
         nargs="+",
         default=list(FAMILIES),
-        help=f"{', '.join(FAMILIES)}, or a stock Ultralytics model with a Detect head (yolov8n, yolo11n) as the control",
+        help=f"{', '.join(FAMILIES)}, a cfg/ file by name (yolov8-mobilevit-win) or a stock Ultralytics model with a Detect head (yolov8n, yolo11n) as the control",
     )
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--args", nargs="*", default=[], help="extra key=value export arguments, e.g. int8=True")

@@ -19,14 +19,19 @@ def test_registry_names_the_core_modules():
 def test_bind_args_fills_defaults():
     c2, kwargs = MobileViTStage.bind_args([64, 96, 2])
     assert c2 == 64
-    assert kwargs == {"d": 96, "depth": 2, "expansion": 4, "heads": 4, "dropout": 0.0}
+    assert kwargs == {"d": 96, "depth": 2, "expansion": 4, "heads": 4, "dropout": 0.0, "window": 0}
 
 
 @pytest.mark.parametrize(
     ("cls", "args", "message"),
     [
-        (MobileViTStage, [64], "expects 3 to 6 arguments [c2, d, depth, expansion=4, heads=4, dropout=0.0], got 1"),
-        (MobileViTStage, [64, 96, 2, 4, 4, 0.0, 1], "got 7"),
+        (
+            MobileViTStage,
+            [64],
+            "expects 3 to 7 arguments [c2, d, depth, expansion=4, heads=4, dropout=0.0, window=0], got 1",
+        ),
+        (MobileViTStage, [64, 96, 2, 4, 4, 0.0, 16, 1], "got 8"),
+        (MobileViTStage, [64, 96, 2, 4, 4, 0.0, -1], "expects window >= 0, got -1"),
         (MobileViTStage, [64, "96", 2], "expects d to be int, got '96'"),
         (MobileViTStage, [64, 96, True], "expects depth to be int, got True"),
         (MV2Stage, [0], "expects c2 (output channels) to be a positive int, got 0"),

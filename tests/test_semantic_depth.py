@@ -334,7 +334,7 @@ def _metric_row(log: str, label: str) -> list[float]:
 
 
 def _image(data: Path, size: int = EXPORT_SIZE) -> torch.Tensor:
-    from yolo_mobilevit.tools.export_check import resized
+    from export_check import resized
 
     return resized(next(iter(sorted((data.parent / "images" / "val").glob("*.*")))), size)[None]
 

@@ -180,7 +180,8 @@ def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
         prefix: str = "",
     ) -> Any:
         if quantize != 8 or calibration_dataset is None or not nncf_transformer(model):
-            return original(model, im, output_dir, dynamic, quantize, calibration_dataset, int8_detect, prefix)
+            ov_model = original(model, im, output_dir, dynamic, quantize, calibration_dataset, int8_detect, prefix)
+            return record_openvino_precision(ov_model, model, quantize)
         import nncf
         import openvino as ov
         from ultralytics.utils import LOGGER
@@ -196,6 +197,7 @@ def make_torch2openvino(original: Callable[..., Any]) -> Callable[..., Any]:
             subset_size=calibration_dataset.get_length() or 300,
             ignored_scope=nncf.IgnoredScope(names=head, validate=False) if head else None,
         )
+        record_openvino_precision(ov_model, model, quantize)
         if output_dir is not None:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             ov.save_model(ov_model, Path(output_dir) / "model.xml", compress_to_fp16=False)
@@ -273,3 +275,74 @@ def make_torch2litert(original: Callable[..., Any]) -> Callable[..., Any]:
             quantizer.Quantizer = stock
 
     return torch2litert
+
+
+# --- OpenVINO precision at load time ----------------------------------------------------------------------------
+
+#: Where a plugin OpenVINO export records the precision its float ops were exported in (``rt_info``, saved in the
+#: ``.xml``): ``"f32"``, or ``"f16"`` for ``half=True``. INT8 exports record ``"f32"``: their float ops are fp32.
+OPENVINO_PRECISION_KEY = ["yolo_mobilevit", "inference_precision"]
+#: ``YOLO_MOBILEVIT_OPENVINO_PRECISION=default`` leaves the CPU plugin's own choice (bf16 on AMX / AVX512-BF16 CPUs).
+OPENVINO_PRECISION_SWITCH = "YOLO_MOBILEVIT_OPENVINO_PRECISION"
+
+
+def record_openvino_precision(ov_model: Any, model: Any, quantize: Any) -> Any:
+    """Record in ``ov_model``'s ``rt_info`` (:data:`OPENVINO_PRECISION_KEY`) the precision a plugin model (one holding
+    plugin rows) was exported in; stock models are left as they are. Returns ``ov_model``."""
+    from .modules.rows import YamlModule
+
+    if ov_model is not None and any(isinstance(m, YamlModule) for m in model.modules()):
+        ov_model.set_rt_info("f16" if quantize == 16 else "f32", OPENVINO_PRECISION_KEY)
+    return ov_model
+
+
+def recorded_openvino_precision(ov_model: Any) -> str | None:
+    """The precision :func:`record_openvino_precision` stored in ``ov_model``, or None (stock or older exports)."""
+    if not hasattr(ov_model, "has_rt_info") or not ov_model.has_rt_info(OPENVINO_PRECISION_KEY):
+        return None
+    return str(ov_model.get_rt_info(OPENVINO_PRECISION_KEY).astype(str))
+
+
+@contextlib.contextmanager
+def openvino_export_precision() -> Iterator[None]:
+    """While active, ``openvino.Core()`` builds a Core whose ``compile_model`` on the CPU adds
+    ``INFERENCE_PRECISION_HINT`` = the precision the model records (:func:`recorded_openvino_precision`), unless the
+    caller's config sets one. The CPU plugin otherwise runs fp32 models in bf16 on CPUs with AMX or AVX512-BF16.
+    Re-entrant; off with ``YOLO_MOBILEVIT_OPENVINO_PRECISION=default``."""
+    import os
+
+    import openvino as ov
+
+    stock = ov.Core
+    if os.environ.get(OPENVINO_PRECISION_SWITCH, "").strip().lower() == "default" or getattr(stock, "_plugin", False):
+        yield
+        return
+
+    class ExportPrecisionCore(stock):
+        _plugin = True
+
+        def compile_model(self, model: Any, device_name: Any = None, config: Any = None, **kwargs: Any) -> Any:
+            precision = recorded_openvino_precision(model)
+            device = str(device_name or "").upper()
+            if precision and device.startswith("CPU") and "INFERENCE_PRECISION_HINT" not in (config or {}):
+                config = {**(config or {}), "INFERENCE_PRECISION_HINT": precision}
+            return super().compile_model(model, device_name, config, **kwargs)
+
+    ov.Core = ExportPrecisionCore
+    try:
+        yield
+    finally:
+        ov.Core = stock
+
+
+def make_openvino_load(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``OpenVINOBackend.load_model(self, weight)`` (Ultralytics releases with ``ultralytics.nn.backends``): plugin
+    exports compile on the CPU in the precision they were exported in (:func:`openvino_export_precision`). Releases
+    that compile OpenVINO models inside ``AutoBackend`` (8.4.0) also export without ``torch2openvino``, so their
+    exports carry no record and keep the CPU plugin's default."""
+
+    def load_model(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with openvino_export_precision():
+            return original(self, *args, **kwargs)
+
+    return load_model

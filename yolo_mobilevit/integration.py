@@ -46,6 +46,7 @@ _DEPTH_CALIBRATE = "ultralytics.models.yolo.depth.calibrate"  # absent before 8.
 _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
     "ultralytics.engine.exporter", "ultralytics.utils.export.onnx", "ultralytics.utils.export.openvino",
     "ultralytics.utils.export.litert")  # fmt: skip
+_OV_BACKEND = "ultralytics.nn.backends.openvino"
 
 #: Every patch the plugin makes, in the order they are applied within a module.
 PATCHES: tuple[Patch, ...] = (
@@ -91,6 +92,8 @@ PATCHES: tuple[Patch, ...] = (
           "NNCF ModelType.TRANSFORMER INT8 for MobileViT v1/v2 (Mobile-Former measured worse), head in float"),
     Patch(_EXPORT_LITERT, "torch2litert", "yolo_mobilevit.export:make_torch2litert",
           "transformer-aware LiteRT INT8: only weighted ops INT8 (per-channel); attention, normalization, head in float"),
+    Patch(_OV_BACKEND, "OpenVINOBackend.load_model", "yolo_mobilevit.export:make_openvino_load",
+          "compile plugin OpenVINO exports on the CPU in the precision they were exported in, not bf16 (AMX CPUs)"),
 )  # fmt: skip
 
 #: Applied instead of PATCHES when the plugin stands aside (outside the version policy, or a target changed), and on

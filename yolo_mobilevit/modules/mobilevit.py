@@ -23,9 +23,13 @@ from torch import nn
 from ..export import export_mode
 from .attention import merge_heads, split_heads
 from .layers import ConvBNAct, MV2DownsampleStage
-from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg, YamlArgError
+from .rows import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Arg, YamlArgError
 
 PATCH = 2  # every published MobileViT uses 2x2 patches
+PRETRAINING_SIZE = 256  # the ImageNet resolution every published MobileViT v1 was trained at
+#: Additive attention-mask value of a padded key: exp() of it underflows to 0 in fp32 and fp16, and it stays finite
+#: in fp16 (exporters that compress constants to fp16 would turn the dtype's own minimum into -inf and 0 * inf = NaN).
+MASKED = -1e4
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -44,9 +48,11 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: None, or an additive (B, 1, 1, N) float mask over the keys (0: attend, :data:`MASKED`: not)."""
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # 3 x (B, heads, N, d/heads)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        dropout = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.proj_drop(self.proj(merge_heads(y)))
 
 
@@ -63,20 +69,24 @@ class TransformerLayer(nn.Module):
             nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
 
-def needs_resize(h: int, w: int, patch: int = PATCH) -> bool:
-    """Whether a map must be resized to a multiple of the patch. While tracing, also for even maps unless the export
-    is fixed-size (:func:`yolo_mobilevit.export.export_mode`), so that one dynamic graph serves every input size."""
-    if h % patch or w % patch:
-        return True
+def tracing_every_size() -> bool:
+    """Whether a graph that must serve every input size is being traced: tracing, and the export is not fixed-size
+    (:func:`yolo_mobilevit.export.export_mode`). Such a graph may not branch on sizes."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         mode = export_mode()
         return mode is None or not mode.static
     return False
+
+
+def needs_resize(h: int, w: int, patch: int = PATCH) -> bool:
+    """Whether a map must be resized to a multiple of the patch. While tracing, also for even maps unless the export
+    is fixed-size (:func:`tracing_every_size`), so that one dynamic graph serves every input size."""
+    return bool(h % patch or w % patch) or tracing_every_size()
 
 
 def on_patch_grid(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -123,15 +133,80 @@ def from_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> 
     return F.pixel_shuffle(x.flatten(1, 2).unflatten(2, grid), patch)
 
 
+def _eager() -> bool:
+    """Whether the forward runs eagerly: no trace, script, compilation or export that needs at most 4-D tensors."""
+    return export_mode() is None and not (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
 def unfold_patches(x: torch.Tensor, patch: int = PATCH) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, d, H, W) -> ((B * p*p, H/p * W/p, d), grid): one token sequence per offset inside a patch."""
+    """(B, d, H, W) -> ((B * p*p, H/p * W/p, d), grid): one token sequence per offset inside a patch.
+
+    Eagerly, one copy through a 6-D view (from the channels-last maps the CPU policy hands over, the channel axis is
+    already innermost); graphs being traced or exported take :func:`to_patches`' at most 4-D path."""
+    if _eager():
+        B, d, H, W = x.shape
+        h, w = H // patch, W // patch
+        y = x.permute(0, 2, 3, 1).reshape(B, h, patch, w, patch, d).permute(0, 2, 4, 1, 3, 5)  # (B, i, j, h, w, d)
+        return y.reshape(B * patch * patch, h * w, d), (h, w)
     y, grid = to_patches(x, patch)
     return y.permute(0, 2, 3, 1).flatten(0, 1), grid
 
 
 def fold_patches(x: torch.Tensor, grid: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
-    """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W)."""
+    """Inverse of :func:`unfold_patches`: (B * p*p, N, d) -> (B, d, H, W); eagerly one copy into a channels-last
+    map (what the following convolution reads fastest on the CPU)."""
+    if _eager():
+        (h, w), d = grid, x.shape[-1]
+        y = x.reshape(-1, patch, patch, h, w, d).permute(0, 3, 1, 4, 2, 5)  # (B, h, i, w, j, d)
+        return y.reshape(-1, h * patch, w * patch, d).permute(0, 3, 1, 2)
     return from_patches(x.unflatten(0, (-1, patch * patch)).permute(0, 3, 1, 2), grid, patch)
+
+
+def window_layout(h: int, w: int, window: int) -> tuple[int, int, int, int]:
+    """``(rows, cols, size_h, size_w)``: the fewest windows of at most ``window`` x ``window`` patches that cover an
+    h x w patch grid, all of one size (ceil(h / rows) x ceil(w / cols)), so the padding is less than one patch per
+    window and every window holds at least one real patch. Plain integer arithmetic: traced sizes stay symbolic."""
+    rows, cols = (h + window - 1) // window, (w + window - 1) // window
+    return rows, cols, (h + rows - 1) // rows, (w + cols - 1) // cols
+
+
+def to_windows(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(B, C, rows*s, cols*t) -> (B * rows*cols, C, s, t): window r*cols + c of image b at batch index
+    b*rows*cols + r*cols + c. Reshapes and transposes of at most 4 dimensions."""
+    B, C, H, W = x.shape
+    s, t = H // rows, W // cols
+    y = x.reshape(B * C * rows, s, cols, t).transpose(1, 2)  # (B*C*rows, cols, s, t)
+    y = y.reshape(B, C, rows * cols, s * t).transpose(1, 2)  # (B, windows, C, s*t)
+    return y.reshape(B * rows * cols, C, s, t)
+
+
+def from_windows(x: torch.Tensor, rows: int, cols: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`to_windows`: (B * rows*cols, C, s, t) -> (B, C, rows*s, cols*t), ``size`` = (s, t) as the
+    windows were cut (passed on, not read back from ``x``: ONNX's DepthToSpace of the patch fold would hand a graph
+    traced for every size the trace-time sizes)."""
+    s, t = size
+    C = x.shape[1]
+    y = x.reshape(-1, rows * cols, C, s * t).transpose(1, 2)  # (B, C, windows, s*t)
+    y = y.reshape(-1, cols, s, t).transpose(1, 2)  # (B*C*rows, s, cols, t)
+    return y.reshape(-1, C, rows * s, cols * t)
+
+
+def window_key_mask(y: torch.Tensor, rows: int, cols: int, size_h: int, size_w: int) -> torch.Tensor:
+    """The additive key mask of the patch sequences of ``y`` (B, d, H, W) cut into ``rows`` x ``cols`` windows of
+    ``size_h`` x ``size_w`` patches after padding at the bottom and right: (B * windows * p*p, 1, 1, size_h*size_w),
+    0 for real patches, :data:`MASKED` for padding, in the order of :func:`unfold_patches` of :func:`to_windows`.
+    Built from ``y``'s shape by tensor ops, so a traced graph computes it for every input size."""
+    real = torch.ones_like(y[:1, :1, ::PATCH, ::PATCH])  # (1, 1, h, w) patch grid
+    h, w = real.shape[-2:]
+    real = F.pad(real, (0, cols * size_w - w, 0, rows * size_h - h))
+    real = to_windows(real, rows, cols).reshape(rows * cols, 1, size_h * size_w)
+    real = real.expand(-1, PATCH * PATCH, -1).reshape(-1, 1, 1, size_h * size_w)  # one per offset inside a patch
+    return ((1 - real) * MASKED).repeat(y.shape[0], 1, 1, 1)
 
 
 class MobileViTBlock(nn.Module):
@@ -140,10 +215,18 @@ class MobileViTBlock(nn.Module):
     local 3x3 conv -> 1x1 to d -> unfold 2x2 patches -> L transformer layers + LN -> fold -> 1x1 to C ->
     concat with the input -> 3x3 fusion conv. Maps with an odd side are resized bilinearly to the next even size
     for the transformer and back, as in the reference implementations, so the output keeps the input's size.
+
+    ``window`` (patches per side; 0: global attention over the whole map, the paper) limits attention to windows of
+    at most ``window`` x ``window`` patches (:func:`window_layout`), ViTDet-style: the map is padded at the bottom and
+    right to whole windows and the padding masked out of every attention, then cropped. Same parameters either way;
+    a map that fits in one window gets global attention, so the output is the paper's.
     """
 
-    def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0, window: int = 0) -> None:
         super().__init__()
+        if window < 0:
+            raise ValueError(f"window must be >= 0 patches (0: global attention), got {window}")
+        self.window = window
         self.conv_local = ConvBNAct(c, c, kernel=3)
         self.conv_in = nn.Conv2d(c, d, 1, bias=False)
         self.transformer = nn.Sequential(*(TransformerLayer(d, heads, 2.0, dropout) for _ in range(depth)))
@@ -151,21 +234,63 @@ class MobileViTBlock(nn.Module):
         self.conv_proj = ConvBNAct(d, c, kernel=1)
         self.conv_fusion = ConvBNAct(2 * c, c, kernel=3)
 
-    def global_representation(self, y: torch.Tensor) -> torch.Tensor:
-        """Transformer over 2x2-patch sequences. (B, d, H, W) -> (B, d, H, W), H and W even."""
+    def attend(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Transformer over 2x2-patch sequences, each image of ``y`` one attention span. (B, d, H, W) ->
+        (B, d, H, W), H and W even; ``mask``: None or the additive key mask of :func:`window_key_mask`."""
         sequences, grid = unfold_patches(y)
-        return fold_patches(self.norm(self.transformer(sequences)), grid)
+        for layer in self.transformer:
+            sequences = layer(sequences, mask)
+        return fold_patches(self.norm(sequences), grid)
+
+    def global_representation(self, y: torch.Tensor) -> torch.Tensor:
+        """Transformer over 2x2-patch sequences of the whole map. (B, d, H, W) -> (B, d, H, W), H and W even."""
+        return self.attend(y)
+
+    def windowed_representation(self, y: torch.Tensor) -> torch.Tensor:
+        """Transformer within windows of at most ``window`` x ``window`` patches. (B, d, H, W) -> (B, d, H, W),
+        H and W even. A graph traced for every input size always pads and masks (no branch on sizes)."""
+        H, W = y.shape[-2:]
+        rows, cols, size_h, size_w = window_layout(H // PATCH, W // PATCH, self.window)
+        every_size = tracing_every_size()
+        if not every_size and rows == cols == 1:
+            return self.global_representation(y)
+        pad_h, pad_w = rows * size_h * PATCH - H, cols * size_w * PATCH - W
+        padded = every_size or bool(pad_h or pad_w)
+        mask = window_key_mask(y, rows, cols, size_h, size_w) if padded else None
+        if padded:
+            y = F.pad(y, (0, pad_w, 0, pad_h))
+        size = (size_h * PATCH, size_w * PATCH)
+        out = from_windows(self.attend(to_windows(y, rows, cols), mask), rows, cols, size)
+        return out[:, :, :H, :W] if padded else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = on_patch_grid(self.conv_in(self.conv_local(x)), self.global_representation)
+        representation = self.windowed_representation if self.window else self.global_representation
+        y = on_patch_grid(self.conv_in(self.conv_local(x)), representation)
         return self.conv_fusion(torch.cat((x, self.conv_proj(y)), dim=1))
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}" if getattr(self, "window", 0) else ""
+
+
+def pretraining_window(stride: int, size: int = PRETRAINING_SIZE, patch: int = PATCH) -> int:
+    """Patches per side of the map a block at ``stride`` (of its output) saw at the ``size``-px pretraining
+    resolution: the default window (P3, stride 8: 16; P4: 8; P5: 4)."""
+    return max(1, size // (stride * patch))
+
+
+WINDOW_DOC = (
+    "attention window in patches per side; 0: global (the paper); the ImageNet-pretraining grid is "
+    f"{PRETRAINING_SIZE} / (stride x {PATCH}): 16 at P3, 8 at P4, 4 at P5"
+)
 
 
 class MobileViTStage(MV2DownsampleStage):
     """A MobileViT v1 stage: an MV2 block with stride 2 (c1 -> c2), then ``n`` MobileViT blocks (the paper: 1).
 
-    YAML: ``[-1, 1, MobileViTStage, [c2, d, depth, expansion, heads, dropout]]``; ``d`` (transformer width)
-    scales with the YAML width like ``c2``; ``depth`` is the paper's L. (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
+    YAML: ``[-1, 1, MobileViTStage, [c2, d, depth, expansion, heads, dropout, window]]``; ``d`` (transformer width)
+    scales with the YAML width like ``c2``; ``depth`` is the paper's L; ``window`` (0: global, the paper) limits
+    attention to windows of that many patches per side (:class:`MobileViTBlock`; :func:`pretraining_window`).
+    (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
     """
 
     yaml_args: ClassVar = (
@@ -174,6 +299,7 @@ class MobileViTStage(MV2DownsampleStage):
         Arg("expansion", (int, float), 4, bound=POSITIVE),
         Arg("heads", int, 4, bound=AT_LEAST_ONE),
         Arg("dropout", float, 0.0, bound=PROBABILITY),
+        Arg("window", int, 0, bound=NON_NEGATIVE, doc=WINDOW_DOC),
     )
     repeats_doc: ClassVar = "MobileViT blocks after the stride-2 MV2 block"
 
@@ -194,5 +320,6 @@ class MobileViTStage(MV2DownsampleStage):
         expansion: float = 4,
         heads: int = 4,
         dropout: float = 0.0,
+        window: int = 0,
     ) -> None:
-        super().__init__(c1, c2, n, expansion, lambda: MobileViTBlock(c2, d, depth, heads, dropout))
+        super().__init__(c1, c2, n, expansion, lambda: MobileViTBlock(c2, d, depth, heads, dropout, window))

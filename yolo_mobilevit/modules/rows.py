@@ -72,6 +72,7 @@ class Arg:
     bound: Bound | None = None
     scaled: bool = False
     old_name: str | None = None
+    doc: str = ""  # what the argument means, for ``yolo-mobilevit modules`` (where the name does not say it)
 
     def render(self) -> str:
         return self.name if self.default is REQUIRED else f"{self.name}={self.default!r}"
@@ -79,7 +80,7 @@ class Arg:
     def describe(self) -> str:
         """What the argument accepts, e.g. ``'depth: int >= 1'``."""
         allowed = f" one of {list(self.choices)}" if self.choices else f" {self.bound.describe()}" if self.bound else ""
-        return f"{self.name}: {_type_name(self.kind)}{allowed}"
+        return f"{self.name}: {_type_name(self.kind)}{allowed}" + (f" ({self.doc})" if self.doc else "")
 
 
 class YamlArgError(ValueError):
