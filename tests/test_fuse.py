@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from conftest import CFG
+from helpers import randomize_norms
 from torch import nn
 from ultralytics import YOLO
 
@@ -79,3 +80,31 @@ def test_ultralytics_fuse_folds_plugin_layers():
     model.model.eval()
     model.fuse()
     assert not any(isinstance(m, BatchNorm2d) for m in model.model.modules())
+
+
+@pytest.mark.parametrize("act", ["silu", "relu", "relu6", "hardswish", "none"])
+@pytest.mark.parametrize("groups", [1, 8])
+def test_fused_conv_runs_its_activation_as_a_onednn_post_op(act: str, groups: int, monkeypatch: pytest.MonkeyPatch):
+    """CPU inference of a fused ConvBNAct is one oneDNN convolution with the activation as its post-op, equal to the
+    conv followed by the activation; training and modules with a gradient to track take the ordinary path."""
+    from yolo_mobilevit.modules import cpu_layout
+
+    calls = []
+    fused_conv = cpu_layout._FUSED_CONV
+    assert fused_conv is not None, "this torch has no mkldnn::_convolution_pointwise"
+    monkeypatch.setattr(cpu_layout, "_FUSED_CONV", lambda *a: calls.append(a[7]) or fused_conv(*a))
+    torch.manual_seed(0)
+    m = ConvBNAct(8, 16, kernel=3, stride=2, act=act, groups=groups)
+    randomize_norms(m).eval().fuse()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    x = 3 * torch.randn(2, 8, 17, 15)
+    with torch.no_grad():
+        expected = m.act(m.conv(x.clone()))
+        y = m(x)
+    assert calls == [cpu_layout.POST_OPS[type(m.act)][0]]
+    assert y.shape == (2, 16, 9, 8)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    m.train()
+    m(x)
+    assert len(calls) == 1  # training: the ordinary conv, then the activation

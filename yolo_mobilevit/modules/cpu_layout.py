@@ -3,8 +3,9 @@
 oneDNN's convolutions are fastest in channels-last layout on CPUs (about 1.5x on MobileViT-XS at 640; outputs equal
 up to float rounding). Every plugin row inherits :class:`ChannelsLastOnCPU`: in eval mode on a CPU tensor it converts
 its 4-D inputs to channels-last, and a row whose output feeds an Ultralytics layer (``nchw_out``, set by the builder)
-hands back contiguous NCHW. Training, other devices, tracing, export and compilation see the module unchanged.
-``YOLO_MOBILEVIT_CHANNELS_LAST=0`` switches the policy off.
+hands back contiguous NCHW. Fused convolutions (BatchNorm folded, no gradient) run with their activation as a
+oneDNN post-op (:func:`conv_act`), one pass over the output instead of two. Training, other devices, tracing, export
+and compilation see the module unchanged. ``YOLO_MOBILEVIT_CHANNELS_LAST=0`` switches the policy off.
 """
 
 from __future__ import annotations
@@ -48,6 +49,57 @@ def map_4d(x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(x, (tuple, list)):
         return type(x)(map_4d(t, fn) for t in x)
     return x
+
+
+#: oneDNN post-op (name, scalars) of each activation module :func:`conv_act` fuses into the convolution.
+POST_OPS: dict[type[nn.Module], tuple[str, list[float]]] = {
+    nn.Identity: ("none", []),
+    nn.SiLU: ("swish", []),
+    nn.ReLU: ("relu", []),
+    nn.ReLU6: ("hardtanh", [0.0, 6.0]),
+    nn.Hardswish: ("hardswish", []),
+}
+_ONEDNN = torch.backends.mkldnn.is_available()
+_FUSED_CONV = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if _ONEDNN else None
+_FUSED_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if _ONEDNN else None
+
+
+def _post_op(op: Any, act: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, list[float]] | None:
+    """The post-op of ``act`` where the fused ``op`` applies: it exists in this torch, ``act`` has a post-op, the
+    input is fp32 and no gradient is tracked."""
+    if (
+        op is None
+        or x.dtype != torch.float32
+        or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    ):
+        return None
+    return POST_OPS.get(type(act))
+
+
+def conv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``act(conv(x))`` as one oneDNN convolution with ``act`` as its post-op (equal up to float rounding), or None
+    where that does not apply (see :func:`_post_op`; also a conv other than zero-padded). Callers have checked
+    :func:`applies`."""
+    post_op = _post_op(_FUSED_CONV, act, x, conv.weight)
+    if post_op is None or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    name, scalars = post_op
+    return _FUSED_CONV(
+        x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, name,
+        scalars, "",
+    )  # fmt: skip
+
+
+def linear_act(module: nn.Module, linear: nn.Linear, x: torch.Tensor, act: nn.Module | None = None) -> torch.Tensor:
+    """``act(linear(x))`` (``act`` None: ``linear(x)``), (..., in) -> (..., out). Under the policy (:func:`applies` on
+    ``module``) one oneDNN matmul with ``act`` as its post-op, which also spares the copy ``addmm`` makes of a 4-D
+    input; else the two modules as written."""
+    act = act if act is not None else nn.Identity()
+    post_op = _post_op(_FUSED_LINEAR, act, x, linear.weight) if applies(module, x) else None
+    if post_op is None:
+        return act(linear(x))
+    name, scalars = post_op
+    return _FUSED_LINEAR(x, linear.weight, linear.bias, name, scalars, "")
 
 
 class ChannelsLastOnCPU(nn.Module):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .cpu_layout import applies, conv_act
 from .rows import AT_LEAST_ONE, MOMENTUM, POSITIVE, Arg, YamlModule
 
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {
@@ -79,6 +80,10 @@ class ConvBNAct(YamlModule):
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_fused and applies(self, x):
+            y = conv_act(self.conv, self.act, x)  # CPU inference: the activation as the conv's post-op
+            if y is not None:
+                return y
         return self.act(self.bn(self.conv(x)))
 
     @property
