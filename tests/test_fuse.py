@@ -105,6 +105,29 @@ def test_fused_conv_runs_its_activation_as_a_onednn_post_op(act: str, groups: in
     assert calls == [cpu_layout.POST_OPS[type(m.act)][0]]
     assert y.shape == (2, 16, 9, 8)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    seen = []
+    hook = m.conv.register_forward_hook(lambda *_: seen.append("conv"))
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), expected, rtol=1e-5, atol=1e-5)
+    hook.remove()
+    assert seen == ["conv"] and len(calls) == 1  # a hooked conv (FLOP counters, profilers) is called as a module
     m.train()
     m(x)
     assert len(calls) == 1  # training: the ordinary conv, then the activation
+
+
+def test_gflops_count_what_the_fused_path_runs():
+    """Ultralytics' GFLOPs (thop hooks) are the same with the oneDNN post-op path as without it (fused, eval, CPU)."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    from yolo_mobilevit.modules import cpu_layout
+
+    model = YOLO(str(CFG / "yolov8-mobilevit.yaml")).model.eval().fuse()
+    fused = get_flops(model, 256)
+    enabled = cpu_layout.ENABLED
+    try:
+        cpu_layout.ENABLED = False
+        plain = get_flops(model, 256)
+    finally:
+        cpu_layout.ENABLED = enabled
+    assert fused == pytest.approx(plain) and plain > 0

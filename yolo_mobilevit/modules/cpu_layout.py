@@ -64,13 +64,24 @@ _FUSED_CONV = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if _ONED
 _FUSED_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if _ONEDNN else None
 
 
-def _post_op(op: Any, act: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, list[float]] | None:
-    """The post-op of ``act`` where the fused ``op`` applies: it exists in this torch, ``act`` has a post-op, the
-    input is fp32 and no gradient is tracked."""
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether calling ``modules`` runs forward hooks: FLOP counters (thop, behind Ultralytics' GFLOPs) and profilers
+    count modules by their hooks, which a fused call would skip."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _post_op(op: Any, act: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[str, list[float]] | None:
+    """The post-op of ``act`` where the fused ``op`` may replace ``act(layer(x))``: it exists in this torch, ``act``
+    has a post-op, the input is fp32, no gradient is tracked and neither module has forward hooks."""
     if (
         op is None
         or x.dtype != torch.float32
-        or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        or (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+        or _hooked(layer, act)
     ):
         return None
     return POST_OPS.get(type(act))
@@ -80,7 +91,7 @@ def conv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor) -> torch.Tensor |
     """``act(conv(x))`` as one oneDNN convolution with ``act`` as its post-op (equal up to float rounding), or None
     where that does not apply (see :func:`_post_op`; also a conv other than zero-padded). Callers have checked
     :func:`applies`."""
-    post_op = _post_op(_FUSED_CONV, act, x, conv.weight)
+    post_op = _post_op(_FUSED_CONV, act, x, conv)
     if post_op is None or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return None
     name, scalars = post_op
@@ -95,7 +106,7 @@ def linear_act(module: nn.Module, linear: nn.Linear, x: torch.Tensor, act: nn.Mo
     ``module``) one oneDNN matmul with ``act`` as its post-op, which also spares the copy ``addmm`` makes of a 4-D
     input; else the two modules as written."""
     act = act if act is not None else nn.Identity()
-    post_op = _post_op(_FUSED_LINEAR, act, x, linear.weight) if applies(module, x) else None
+    post_op = _post_op(_FUSED_LINEAR, act, x, linear) if applies(module, x) else None
     if post_op is None:
         return act(linear(x))
     name, scalars = post_op
