@@ -231,6 +231,8 @@ class MobileViTBlock(nn.Module):
     a map that fits in one window gets global attention, so the output is the paper's.
     """
 
+    window: int = 0  # blocks pickled before windows existed lack the attribute: global attention, as they were built
+
     def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0, window: int = 0) -> None:
         super().__init__()
         if window < 0:
