@@ -270,23 +270,22 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
 
 def gray_stem_copy(target: nn.Module, weights: Any) -> nn.Module | None:
     """A copy of an RGB plugin checkpoint's model whose 3-channel input convs are summed to 1 channel where
-    ``target`` (a grayscale config) has them, as conversion does; None when nothing needs adapting."""
+    ``target`` (a grayscale config) has them, as conversion does (:func:`~yolo_mobilevit.convert.registry.
+    gray_stem_weight`); None when nothing needs adapting."""
     import copy
+
+    from .convert.registry import gray_stem_weight
 
     if not isinstance(weights, nn.Module) or not _plugin_indices(weights):
         return None
     ours = target.state_dict()
-    keys = [
-        k
-        for k, v in weights.state_dict().items()
-        if v.ndim == 4 and v.shape[1] == 3 and k in ours and ours[k].shape == (v.shape[0], 1, *v.shape[2:])
-    ]
-    if not keys:
+    gray = {k: g for k, v in weights.state_dict().items() if (g := gray_stem_weight(v, ours.get(k))) is not None}
+    if not gray:
         return None
     adapted = copy.deepcopy(weights)
     params = dict(adapted.named_parameters())
-    for k in keys:
-        params[k].data = params[k].data.sum(dim=1, keepdim=True)
+    for k, g in gray.items():
+        params[k].data = g
     return adapted
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from torch import nn
 
-KEY = "backbone_lr"
-DEFAULT = 1.0
-FREEZE_BN = "freeze_bn"
+from .integration import BACKBONE_LR, FREEZE_BN, TRAINING_KEYS
+
+KEY = BACKBONE_LR
+DEFAULT = TRAINING_KEYS[BACKBONE_LR][0]  # 1.0: off
 
 
 def check_backbone_lr(value: Any) -> None:

@@ -34,10 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .network import HTTP_TIMEOUT, offline
+
 WEIGHTS_KEY = "backbone_weights"
 MIRROR_ENV = "YOLO_MOBILEVIT_WEIGHTS_MIRROR"
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for a name without one
-HTTP_TIMEOUT = 10.0  # seconds per connection attempt; a dead network fails fast instead of hanging training
 CACHE_FOLDER = "yolo_mobilevit"
 
 _LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
@@ -192,11 +193,6 @@ def _candidates(relative: str) -> list[str]:
 
 def _cached(relative: str) -> Path | None:
     return next((p for name in _candidates(relative) if (p := cache_dir() / name).is_file()), None)
-
-
-def offline() -> bool:
-    """Whether ``YOLO_OFFLINE`` (Ultralytics' switch) turns downloads off."""
-    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def _download(url: str, dest: Path) -> Path:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export import export_mode
 from .attention import merge_heads, split_heads
+from .export_mode import export_mode
 from .layers import ConvBNAct, MV2DownsampleStage
 from .rows import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Arg, YamlArgError
 
@@ -76,7 +76,7 @@ class TransformerLayer(nn.Module):
 
 def tracing_every_size() -> bool:
     """Whether a graph that must serve every input size is being traced: tracing, and the export is not fixed-size
-    (:func:`yolo_mobilevit.export.export_mode`). Such a graph may not branch on sizes."""
+    (:func:`yolo_mobilevit.modules.export_mode.export_mode`). Such a graph may not branch on sizes."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         mode = export_mode()
         return mode is None or not mode.static
@@ -221,6 +221,8 @@ class MobileViTBlock(nn.Module):
     right to whole windows and the padding masked out of every attention, then cropped. Same parameters either way;
     a map that fits in one window gets global attention, so the output is the paper's.
     """
+
+    window: int = 0  # what a block unpickled from a checkpoint written before the argument existed attends with
 
     def __init__(self, c: int, d: int, depth: int, heads: int = 4, dropout: float = 0.0, window: int = 0) -> None:
         super().__init__()
