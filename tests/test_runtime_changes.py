@@ -48,9 +48,9 @@ OWN_OBJECTS = {
     f"{P}convert.mobilevit:_mapper": "the name of a mapping function it defines",
     f"{P}convert.mobilevit:_cvnets_mapper": "the name of a mapping function it defines",
     f"{P}errors:install_excepthook": "marks its own hook function (replacing sys.excepthook is a row)",
-    f"{P}featuremap:record": "a holder module made to describe the layer list (the record itself is a row)",
-    f"{P}multiscale:VariableBatchSampler.__iter__": "the batch index lists its own sampler yields",
-    f"{P}multiscale:make_optimizer_step": "the step count of its own run record",
+    f"{P}layer_info:record": "a holder module made to describe the layer list (the record itself is a row)",
+    f"{P}variable_batch:VariableBatchSampler.__iter__": "the batch index lists its own sampler yields",
+    f"{P}variable_batch:make_optimizer_step": "the step count of its own run record",
 }
 
 
@@ -122,8 +122,8 @@ def test_each_module_attribute_pair_is_patched_once():
 def test_the_scanner_finds_the_known_changes():
     """The scanner sees the changes the issue named (so an empty scan cannot pass)."""
     sites = change_sites()
-    assert any("trainer.accumulate" in line for line in sites[f"{P}multiscale:_Run.on_batch"])
-    attach = " ".join(sites[f"{P}multiscale:attach"])
+    assert any("trainer.accumulate" in line for line in sites[f"{P}variable_batch:_Run.on_batch"])
+    attach = " ".join(sites[f"{P}variable_batch:attach"])
     assert "__getitems__" in attach and "loader.reset" in attach and "batch_sampler" in attach
     assert any("quantizer.Quantizer" in line for line in sites[f"{P}export:make_torch2litert"])
     assert any("DEFAULT_CFG" in line for line in sites[f"{P}integration:add_training_keys"])
@@ -163,4 +163,4 @@ def test_runtime_change_rows_name_their_code(row):
 
 def test_runtime_change_refuses_an_unknown_lifetime():
     with pytest.raises(ValueError, match="lasts='forever'"):
-        integration.RuntimeChange("trainer", "x", "multiscale:attach", "forever", "why")
+        integration.RuntimeChange("trainer", "x", "variable_batch:attach", "forever", "why")

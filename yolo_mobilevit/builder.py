@@ -6,7 +6,7 @@ own classes. The wrapped ``parse_model`` first checks every row against the row 
 plugin row as a stand-in Ultralytics row (``Conv``, ``Index`` or ``nn.Identity``), so Ultralytics itself injects
 ``c1``, scales ``c2`` by width and ``max_channels``, scales repeats by depth and tracks the channels of every later
 layer; each stand-in is then replaced by the real module, built from what the stand-in received, and the model's
-feature map (:mod:`yolo_mobilevit.featuremap`) is recorded. Every error names the file, the layer and section row,
+feature map (:mod:`yolo_mobilevit.layer_info`) is recorded. Every error names the file, the layer and section row,
 the row as the user wrote it, and what was expected.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from .checkpoints import stamp
 from .errors import YamlRowError, row_label
-from .featuremap import input_layers, layer_maps, layer_outputs, record
+from .layer_info import input_layers, layer_maps, layer_outputs, record
 from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
 from .task_heads import require_task_heads
@@ -392,7 +392,7 @@ def measured_maps(layers: nn.Sequential, ch: int, end: int, size: int = 256) -> 
 def check_strides(layers: nn.Sequential, d: dict, ch: int) -> None:
     """Refuse, before Ultralytics' first forward pass, a ``Concat``/``Add`` whose inputs come at different strides
     (a neck row pointing at P4 instead of P3) and a head given the same stride twice, naming every input layer with
-    its stride and channels. The strides each layer's modules tell (:func:`yolo_mobilevit.featuremap.layer_maps`)
+    its stride and channels. The strides each layer's modules tell (:func:`yolo_mobilevit.layer_info.layer_maps`)
     pick the suspects; a forward pass of the layers before the suspect row (:func:`measured_maps`) confirms them and
     gives the channels, so a stride the modules mis-tell never refuses a model that works."""
     told = [m["reduction"] for m in layer_maps(layers, ch)]

@@ -1,8 +1,8 @@
-"""Everything the plugin changes in Ultralytics, as two tables: :data:`PATCHES`, every replaced Ultralytics
-attribute, applied by the one helper :func:`apply`; and :data:`RUNTIME_CHANGES`, every other lasting change (attributes
-the plugin sets on models, trainers, datasets and loaders during a run, the training keys it adds to Ultralytics'
-defaults, process-wide swaps during one call), each made by the function its row names. Plus the training keys
-themselves (:data:`TRAINING_KEYS`).
+"""Everything the plugin changes in objects it does not own, Ultralytics' above all, as two tables: :data:`PATCHES`,
+every replaced Ultralytics attribute, applied by the one helper :func:`apply`; and :data:`RUNTIME_CHANGES`, every
+other lasting change (attributes the plugin sets on models, trainers, datasets and loaders during a run, the training
+keys it adds to Ultralytics' defaults, process-wide swaps during one call, the start-up hook), each made by the
+function its row names. Also here: the training keys (:data:`TRAINING_KEYS`) and the version policy's state.
 
 Nothing installed is edited. Each :class:`Patch` replaces one attribute of one Ultralytics module with one wrapper; a
 row appears once per (module, attribute). The wrapper is built from the row's steps, factories
@@ -101,11 +101,11 @@ PATCHES: tuple[Patch, ...] = (
           "refuse damaged files and name the plugin version a checkpoint needs before unpickling, verify its digest"),
     Patch(_TASKS, "check_yaml", "yolo_mobilevit.configs:make_check_yaml",
           "model YAMLs by bare name from any folder: the shipped configs, after the working directory and Ultralytics'"),
-    Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.multiscale:make_get_dataloader",
+    Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.variable_batch:make_get_dataloader",
           "variable_batch: give the train loader the variable-batch sampler"),
-    Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.multiscale:make_preprocess_batch",
+    Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.variable_batch:make_preprocess_batch",
           "variable_batch: resize each batch to its drawn size"),
-    Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.multiscale:make_optimizer_step",
+    Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.variable_batch:make_optimizer_step",
           "variable_batch: step per accumulated image count, gradient rescaled to it"),
     Patch(_TRAINER, "BaseTrainer.setup_model", "yolo_mobilevit.pretrained:make_setup_model",
           "pretrained=True (the default) on a plugin YAML: load the ImageNet backbone its backbone_weights names"),
@@ -153,7 +153,7 @@ RUNTIME_CHANGES: tuple[RuntimeChange, ...] = (
                   "output piped into head and the like: None as the command ends, so it exits quietly"),
     RuntimeChange("a built model's layer list (model.model)", "yolo_mobilevit_version", "checkpoints:stamp", "run",
                   "the plugin version, pickled into every checkpoint: a later install names the one it needs"),
-    RuntimeChange("a built model's layer list (model.model)", "yolo_mobilevit_features", "featuremap:record", "run",
+    RuntimeChange("a built model's layer list (model.model)", "yolo_mobilevit_features", "layer_info:record", "run",
                   "what each backbone row emits (feature_info), pickled into every checkpoint"),
     RuntimeChange("the trainer's EMA layer list", "yolo_mobilevit_digest", "checkpoints:make_save_model", "call",
                   "the weights' SHA-256 while save_model copies the EMA into last.pt / best.pt, removed after"),
@@ -163,17 +163,17 @@ RUNTIME_CHANGES: tuple[RuntimeChange, ...] = (
                   "run", "re-recorded after Ultralytics writes its output calibration into the file"),
     RuntimeChange("ultralytics.nn.tasks.LOGGER", "addFilter / removeFilter", "builder:make_parse_model", "call",
                   "holds parse_model's table while it builds stand-in rows, then prints it with the real modules"),
-    RuntimeChange("the trainer (BaseTrainer)", "accumulate", "multiscale:_Run.on_batch", "run",
+    RuntimeChange("the trainer (BaseTrainer)", "accumulate", "variable_batch:_Run.on_batch", "run",
                   "variable_batch: 1, optimizer_step is called every batch (the patched step counts images)"),
-    RuntimeChange("the trainer (BaseTrainer)", "_variable_batch_run", "multiscale:attach", "run",
+    RuntimeChange("the trainer (BaseTrainer)", "_variable_batch_run", "variable_batch:attach", "run",
                   "variable_batch: the run's sampler, step gate and epoch record"),
-    RuntimeChange("the trainer (BaseTrainer)", "callbacks", "multiscale:attach", "run",
+    RuntimeChange("the trainer (BaseTrainer)", "callbacks", "variable_batch:attach", "run",
                   "variable_batch: on_train_epoch_start starts the epoch's schedule, on_train_epoch_end logs it"),
-    RuntimeChange("the train dataset (YOLODataset)", "__getitems__", "multiscale:attach", "run",
+    RuntimeChange("the train dataset (YOLODataset)", "__getitems__", "variable_batch:attach", "run",
                   "variable_batch: each sample carries its batch's drawn size, in loader workers too"),
-    RuntimeChange("the train loader (InfiniteDataLoader)", "batch_sampler", "multiscale:attach", "run",
+    RuntimeChange("the train loader (InfiniteDataLoader)", "batch_sampler", "variable_batch:attach", "run",
                   "variable_batch: the variable-batch sampler (torch forbids assigning it after construction)"),
-    RuntimeChange("the train loader (InfiniteDataLoader)", "reset", "multiscale:attach", "run",
+    RuntimeChange("the train loader (InfiniteDataLoader)", "reset", "variable_batch:attach", "run",
                   "variable_batch: a reset iterator starts at the trainer's epoch (resume, NaN recovery)"),
     RuntimeChange("ai_edge_quantizer.quantizer", "Quantizer", "export:make_torch2litert", "call",
                   "tflite INT8 with attention: a subclass adds the transformer-aware recipe (process-wide)"),
@@ -188,7 +188,7 @@ VARIABLE_BATCH, BACKBONE_LR, FREEZE_BN = "variable_batch", "backbone_lr", "freez
 #: "package.module:validator"). The validator takes the whole config dict and raises ValueError naming the key;
 #: Ultralytics' CLI accepts the key because it is in the defaults. The features read their key's name from here.
 TRAINING_KEYS: dict[str, tuple[object, str]] = {
-    VARIABLE_BATCH: (False, "yolo_mobilevit.multiscale:check_args"),
+    VARIABLE_BATCH: (False, "yolo_mobilevit.variable_batch:check_args"),
     BACKBONE_LR: (1.0, "yolo_mobilevit.finetune:check_args"),
     FREEZE_BN: (False, "yolo_mobilevit.finetune:check_args"),
 }
@@ -235,7 +235,7 @@ def _assign(owner: object, name: str, function: object) -> None:
 
 
 def _factories(attribute: object) -> list[str]:
-    """The factories of the plugin wrappers stacked on ``attribute``, outermost first."""
+    """The rows (their :attr:`Patch.factory`) of the plugin wrappers stacked on ``attribute``, outermost first."""
     found = []
     while hasattr(attribute, MARKER):
         found.append(getattr(attribute, FACTORY, ""))

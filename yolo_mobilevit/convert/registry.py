@@ -111,7 +111,7 @@ def weighted_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
 
     Rows without state (``ImageNorm``, passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so
     position 0 is the stem."""
-    from ..featuremap import plugin_rows
+    from ..layer_info import plugin_rows
 
     return [(i, m) for i, m in plugin_rows(model) if m.state_dict()]
 

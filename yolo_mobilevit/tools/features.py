@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from ..featuremap import feature_taps, input_layers, layer_outputs, model_and_layers
+from ..layer_info import feature_taps, input_layers, layer_outputs, model_and_layers
 
 
 def backbone_features(

@@ -1,4 +1,7 @@
-"""What each backbone row of a built model emits, known without running it.
+"""What each layer of a built Ultralytics model reads and emits: the one reading of ``from`` (:func:`input_layers`,
+and :func:`layer_outputs`, the forward that routes by it), and each backbone row's channels and stride, known
+without running it (:func:`feature_info`, :func:`feature_taps`; the maps themselves are
+:func:`yolo_mobilevit.tools.features.backbone_features`).
 
 When a plugin config is built, the builder records for every backbone row its index, module, output channels and
 reduction (stride relative to the image), and which rows are the P3/P4/P5 taps: the last backbone row at stride
