@@ -250,7 +250,7 @@ def test_compare_imagenet_policy_loads_every_backbone_and_writes_only_under_proj
     and phase; notes: one epoch flagged as warm-up-bound, 4 training images and 1 timed run as timing noise."""
     from ultralytics import YOLO
 
-    from yolo_mobilevit.featuremap import plugin_rows
+    from yolo_mobilevit.layer_info import plugin_rows
 
     env, runs_dir = private_runs_dir(tmp_path)
     env["YOLO_MOBILEVIT_WEIGHTS_MIRROR"] = str(imagenet_mirror(tmp_path / "mirror"))

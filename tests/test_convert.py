@@ -15,7 +15,7 @@ from conftest import REPO, run, train_args, yolo
 from mobilevit_refs import backbone_counts, config, reference, save_reference
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
-from yolo_mobilevit.convert import ConversionError, convert_checkpoint, formats, load_source, map_weights, plugin_rows
+from yolo_mobilevit.convert import ConversionError, convert_checkpoint, formats, load_source, map_weights, weighted_rows
 from yolo_mobilevit.convert.core import build_model, detect_format
 from yolo_mobilevit.convert.mobilevit import cvnets_to_timm
 from yolo_mobilevit.modules.layers import BatchNorm2d
@@ -33,7 +33,7 @@ def check_fit(source: Path, cfg: Path, strict: bool = True):
 
 
 def _backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {f"model.{i}.{k}": v for i, m in plugin_rows(model) for k, v in m.state_dict().items()}
+    return {f"model.{i}.{k}": v for i, m in weighted_rows(model) for k, v in m.state_dict().items()}
 
 
 @pytest.mark.parametrize("name", ["mobilevit_xxs", "mobilevitv2_050"])
@@ -58,9 +58,9 @@ def test_norms_survive_ultralytics_rebuild(tmp_path: Path) -> None:
     weights, _ = load_checkpoint(output)
     rebuilt = DetectionModel(weights.yaml, verbose=False)
     rebuilt.load(weights, verbose=False)
-    bns = [m for _, row in plugin_rows(rebuilt) for m in row.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [m for _, row in weighted_rows(rebuilt) for m in row.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(type(m) is BatchNorm2d and m.eps == 1e-5 and m.momentum == 0.1 for m in bns)
-    gns = [m for _, row in plugin_rows(rebuilt) for m in row.modules() if isinstance(m, torch.nn.GroupNorm)]
+    gns = [m for _, row in weighted_rows(rebuilt) for m in row.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert gns and all(m.eps == 1e-5 for m in gns)
     source = reference("mobilevitv2_050").state_dict()
     assert torch.equal(rebuilt.state_dict()["model.5.blocks.0.norm.weight"], source["stages.4.1.norm.weight"])
@@ -201,7 +201,7 @@ def test_cli_convert_then_yolo_train(tmp_path: Path) -> None:
     model, _ = load_checkpoint(output)
     assert int(match[1]) >= len(_backbone_state(model)), match[0]
     trained, _ = load_checkpoint(tmp_path / "train" / "weights" / "last.pt")
-    bns = [m for _, row in plugin_rows(trained) for m in row.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [m for _, row in weighted_rows(trained) for m in row.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(m.eps == 1e-5 and m.momentum == 0.1 for m in bns)
 
 

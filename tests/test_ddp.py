@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from conftest import CFG, DATASETS, REPO, linked_dataset, python
 
-from yolo_mobilevit.multiscale import PAPER_RATIOS, VariableBatchSampler, scale_sizes, size_batches
+from yolo_mobilevit.variable_batch import PAPER_RATIOS, VariableBatchSampler, scale_sizes, size_batches
 
 MODEL = CFG / "yolov8n-mobilevit-xxs.yaml"
 WORLD, BATCH, IMGSZ, N_TRAIN = 2, 4, 64, 16  # 16 images: 4-5 batches per rank, several sizes under variable_batch

@@ -20,7 +20,7 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 from yolo_mobilevit.cli import main as cli_main
-from yolo_mobilevit.integration import PATCHES
+from yolo_mobilevit.integration import PATCHES, RUNTIME_CHANGES, Patch, RuntimeChange
 from yolo_mobilevit.modules import YAML_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,13 +169,35 @@ def test_every_yaml_module_is_documented():
         assert f"| `{name}` | `{cls.signature()}` |" in page, f"docs/configs.md: no row for {name} {cls.signature()}"
 
 
+def patch_row(p: Patch) -> str:
+    """A row of docs/architecture.md's patch table: module, attribute, the steps' modules outermost first, why."""
+    steps = " > ".join(f"`{step.split(':')[0].rsplit('.', 1)[-1]}`" for step in p.steps)
+    return f"| `{p.module}` | `{p.attribute}` | {steps} | {p.why} |"
+
+
+def runtime_row(c: RuntimeChange) -> str:
+    """A row of docs/architecture.md's run-time changes table: owner, attribute, where, how long, why."""
+    return f"| {c.owner} | `{c.attribute}` | `{c.where.removeprefix('yolo_mobilevit.')}` | {c.lasts} | {c.why} |"
+
+
+def _table(page: str, header: str) -> list[str]:
+    start = page.index(f"{header}\n") + len(header) + 1
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), page[start:].splitlines()))
+    return rows[1:]  # below the |---| line
+
+
 def test_patch_table_matches_integration():
-    """docs/architecture.md lists every row of integration.PATCHES (module, attribute, factory module, why)."""
-    page = text(DOCS / "architecture.md")
-    for p in PATCHES:
-        factory = p.factory.split(":")[0].rsplit(".", 1)[-1]
-        row = f"| `{p.module}` | `{p.attribute}` | `{factory}` | {p.why} |"
-        assert row in page, f"docs/architecture.md: patch row missing or stale: {row}"
+    """docs/architecture.md lists every row of integration.PATCHES, in order (module, attribute, steps, why)."""
+    rows = _table(
+        text(DOCS / "architecture.md"), "| Ultralytics module | attribute | steps in (outermost first) | why |"
+    )
+    assert rows == [patch_row(p) for p in PATCHES], "docs/architecture.md: the patch table differs from the code"
+
+
+def test_runtime_change_table_matches_integration():
+    """docs/architecture.md lists every row of integration.RUNTIME_CHANGES, in order, next to the patch table."""
+    rows = _table(text(DOCS / "architecture.md"), "| changed object | attribute | where | lasts | why |")
+    assert rows == [runtime_row(c) for c in RUNTIME_CHANGES], "docs/architecture.md: the run-time table differs"
 
 
 def test_readme_is_for_users():

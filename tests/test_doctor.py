@@ -56,7 +56,7 @@ def test_missing_row_is_named_and_the_config_still_checked(tmp_path: Path):
     code = """
     from yolo_mobilevit import integration
     integration.PATCHES += (integration.Patch("ultralytics.engine.trainer", "BaseTrainer.renamed_step",
-                                              "yolo_mobilevit.multiscale:make_optimizer_step", "simulated"),)
+                                              "yolo_mobilevit.variable_batch:make_optimizer_step", "simulated"),)
     """
     cfg = str(CFG / "yolov8n-mobilevit.yaml")
     proc = doctor_in(code, tmp_path, "--cfg", cfg, "--imgsz", "64")

@@ -8,7 +8,7 @@ import pytest
 from conftest import CFG, dataset_yaml
 
 from yolo_mobilevit import finetune
-from yolo_mobilevit.featuremap import plugin_rows
+from yolo_mobilevit.layer_info import plugin_rows
 
 
 @pytest.mark.parametrize("name", ["SGD", "AdamW", "MuSGD"])

@@ -22,7 +22,7 @@ from ultralytics import YOLO
 from ultralytics.cfg import TASKS
 
 from yolo_mobilevit.errors import YamlRowError
-from yolo_mobilevit.featuremap import backbone_length, feature_info, feature_taps
+from yolo_mobilevit.layer_info import backbone_length, feature_info, feature_taps
 from yolo_mobilevit.task_heads import FIRST_RELEASE, require_task_heads
 from yolo_mobilevit.versions import parse_version
 

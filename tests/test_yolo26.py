@@ -16,7 +16,7 @@ from conftest import CFG, YOLO26_CONFIGS, dataset_yaml, python, train_args, yolo
 from ultralytics import YOLO
 from ultralytics.cfg import get_cfg
 
-from yolo_mobilevit.featuremap import backbone_length
+from yolo_mobilevit.layer_info import backbone_length
 
 TASK_OF = {"seg": "segment", "pose": "pose", "obb": "obb", "cls": "classify"}
 # per-detection columns of the end-to-end output: box (4) + score + class, then the task's extras

@@ -14,8 +14,8 @@ from ._startup import install_hook
 from .versions import __version__
 
 _LAZY = {  # name -> module that defines it; imported on first access so that start-up stays free of torch
-    "feature_info": "yolo_mobilevit.featuremap",
-    "feature_taps": "yolo_mobilevit.featuremap",
+    "feature_info": "yolo_mobilevit.layer_info",
+    "feature_taps": "yolo_mobilevit.layer_info",
     "backbone_features": "yolo_mobilevit.tools.features",
 }
 

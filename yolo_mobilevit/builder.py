@@ -6,7 +6,7 @@ own classes. The wrapped ``parse_model`` first checks every row against the row 
 plugin row as a stand-in Ultralytics row (``Conv``, ``Index`` or ``nn.Identity``), so Ultralytics itself injects
 ``c1``, scales ``c2`` by width and ``max_channels``, scales repeats by depth and tracks the channels of every later
 layer; each stand-in is then replaced by the real module, built from what the stand-in received, and the model's
-feature map (:mod:`yolo_mobilevit.featuremap`) is recorded. Every error names the file, the layer and section row,
+feature map (:mod:`yolo_mobilevit.layer_info`) is recorded. Every error names the file, the layer and section row,
 the row as the user wrote it, and what was expected.
 """
 
@@ -25,18 +25,11 @@ from typing import Any
 from torch import nn
 
 from .checkpoints import stamp
-from .errors import YamlRowError
-from .featuremap import record
+from .errors import YamlRowError, row_label
+from .layer_info import input_layers, layer_maps, layer_outputs, record
 from .modules import YAML_MODULES, YamlModule, fuse_modules
 from .modules.rows import YamlArgError
 from .task_heads import require_task_heads
-
-
-def _row_label(d: dict, i: int) -> str:
-    file = d.get("yaml_file") or "<model dict>"
-    n_backbone = len(d.get("backbone") or [])
-    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
-    return f"{file}: layer {i} ({section} row {j})"
 
 
 def _known_names(tasks: Any) -> list[str]:
@@ -209,15 +202,13 @@ def _sources(f: Any, i: int, label: str, row: list) -> list[int]:
     entries = f if isinstance(f, list) else [f]
     if not entries or not all(isinstance(j, int) and not isinstance(j, bool) for j in entries):
         raise YamlRowError(f"{label} {row!r}: `from` must be a layer index or a list of them, got {f!r}")
-    out = []
-    for j in entries:
-        k = i + j if j < 0 else j
-        if (j < 0 and k < -1) or (j < 0 and k == -1 and i > 0) or k >= i:
+    out = input_layers(entries, i)
+    for j, k in zip(entries, out):
+        if (k < 0 and (k != -1 or i > 0)) or k >= i:
             where = "the image (-1 on the first row)" if i == 0 else f"layers 0 to {i - 1} (or -1 to -{i})"
             raise YamlRowError(
                 f"{label} {row!r}: `from` {j} does not name an earlier layer; layer {i} can read {where}"
             )
-        out.append(k)
     return out
 
 
@@ -241,7 +232,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
     if not any(isinstance(r, list) and len(r) == 4 and isinstance(r[2], str) and r[2] in YAML_MODULES for r in written):
         for i, row in enumerate(written):  # a stock model: left to Ultralytics, once its module names are known
             if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str):
-                check_module_name(_row_label(d, i), row, row[2], tasks)
+                check_module_name(row_label(d, i), row, row[2], tasks)
         return staged, plan
     file = d.get("yaml_file") or "<model dict>"
     nc = d.get("nc")
@@ -251,7 +242,7 @@ def _plan(d: dict, tasks: Any, ch: int) -> tuple[dict, dict[int, _PlannedRow]]:
     rounded: list[str | None] = []
     scaling = (width, max_channels)
     for i, (row, user_row) in enumerate(zip(rows, written)):
-        label = _row_label(d, i)
+        label = row_label(d, i)
         if not isinstance(row, list) or len(row) != 4:
             raise YamlRowError(f"{label} {user_row!r}: a row must be [from, repeats, module, args]")
         f, n, name, args = row
@@ -345,11 +336,7 @@ def _build(planned: _PlannedRow, stand_in: nn.Module) -> nn.Module:
 
 def _consumers(layers: nn.Sequential, i: int) -> list[int]:
     """Indices of the layers that read layer ``i``'s output; ``[len(layers)]`` (the model output) when none do."""
-    users = []
-    for j in range(i + 1, len(layers)):
-        sources = layers[j].f if isinstance(layers[j].f, list) else [layers[j].f]
-        if any((j + f if f < 0 else f) == i for f in sources):
-            users.append(j)
+    users = [j for j in range(i + 1, len(layers)) if i in input_layers(layers[j].f, j)]
     return users or [len(layers)]
 
 
@@ -388,15 +375,9 @@ def measured_maps(layers: nn.Sequential, ch: int, end: int, size: int = 256) -> 
 
     modes = [m.training for m in layers.modules()]
     layers.eval()
-    outputs: list[Any] = []
     try:
         with torch.no_grad():
-            x: Any = torch.zeros(1, ch, size, size)
-            for i, m in enumerate(layers[:end]):
-                if m.f != -1:
-                    x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-                x = m(x)
-                outputs.append(x)
+            outputs = layer_outputs(layers, torch.zeros(1, ch, size, size), end)
     except Exception:  # noqa: BLE001 (a layer that needs more than an image: Ultralytics judges it)
         return None
     finally:
@@ -411,11 +392,9 @@ def measured_maps(layers: nn.Sequential, ch: int, end: int, size: int = 256) -> 
 def check_strides(layers: nn.Sequential, d: dict, ch: int) -> None:
     """Refuse, before Ultralytics' first forward pass, a ``Concat``/``Add`` whose inputs come at different strides
     (a neck row pointing at P4 instead of P3) and a head given the same stride twice, naming every input layer with
-    its stride and channels. The strides each layer's modules tell (:func:`yolo_mobilevit.featuremap.layer_maps`)
+    its stride and channels. The strides each layer's modules tell (:func:`yolo_mobilevit.layer_info.layer_maps`)
     pick the suspects; a forward pass of the layers before the suspect row (:func:`measured_maps`) confirms them and
     gives the channels, so a stride the modules mis-tell never refuses a model that works."""
-    from .featuremap import input_layers, layer_maps
-
     told = [m["reduction"] for m in layer_maps(layers, ch)]
     for i, module in enumerate(layers):
         joins, head = _joins_maps(module), _is_head(module)
@@ -452,7 +431,7 @@ def check_strides(layers: nn.Sequential, d: dict, ch: int) -> None:
         )
         row = _written_rows(d)[i] if i < len(_written_rows(d)) else module.f
         hint = f" Layers at stride {strides[0]:g}: {', '.join(map(str, same))}." if same else ""
-        raise YamlRowError(f"{_row_label(d, i)} {row!r}: {problem} ({inputs}); {expected}.{hint}")
+        raise YamlRowError(f"{row_label(d, i)} {row!r}: {problem} ({inputs}); {expected}.{hint}")
 
 
 def make_parse_model(original: Any) -> Any:

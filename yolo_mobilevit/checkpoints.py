@@ -170,7 +170,8 @@ def missing_plugin_classes(path: str | Path) -> list[str]:
 
 
 def make_torch_safe_load(original: Any) -> Any:
-    """Wrap Ultralytics' ``torch_safe_load(weight, ...)``. A checkpoint that refers to plugin classes this install
+    """The checking step of the ``torch_safe_load(weight, ...)`` row (after
+    :func:`yolo_mobilevit.pretrained.make_torch_safe_load`, which answers for reference checkpoints). A checkpoint that refers to plugin classes this install
     lacks (written by another plugin version) is refused before unpickling (Ultralytics would otherwise try to
     pip-install the missing module); a truncated file gets a :class:`CheckpointError` on every supported Ultralytics
     (8.4.0 passes torch's reader error through). Both name the file; nothing is written."""
@@ -217,7 +218,7 @@ def _version_message(weight: Any, missing: list[str]) -> str:
 
 def _plugin_indices(model: nn.Module) -> set[int]:
     """Layer indices of the plugin rows of an Ultralytics model (empty for anything else)."""
-    from .featuremap import plugin_rows
+    from .layer_info import plugin_rows
 
     if not isinstance(getattr(model, "model", None), nn.Sequential):
         return set()
@@ -231,7 +232,7 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
     pretrained and is not. Head differences (another ``nc``, also in a ``Classifier`` row) stay allowed, as in
     Ultralytics. Raises
     :class:`CheckpointError` listing each disagreeing row: its index, both modules and the first differing tensor."""
-    from .featuremap import backbone_length
+    from .layer_info import backbone_length
 
     if not isinstance(weights, nn.Module):
         return
@@ -270,28 +271,29 @@ def check_transfer(target: nn.Module, weights: Any, label: str = "the checkpoint
 
 def gray_stem_copy(target: nn.Module, weights: Any) -> nn.Module | None:
     """A copy of an RGB plugin checkpoint's model whose 3-channel input convs are summed to 1 channel where
-    ``target`` (a grayscale config) has them, as conversion does; None when nothing needs adapting."""
+    ``target`` (a grayscale config) has them, as conversion does (:func:`~yolo_mobilevit.convert.registry.
+    gray_stem_weight`); None when nothing needs adapting."""
     import copy
+
+    from .convert.registry import gray_stem_weight
 
     if not isinstance(weights, nn.Module) or not _plugin_indices(weights):
         return None
     ours = target.state_dict()
-    keys = [
-        k
-        for k, v in weights.state_dict().items()
-        if v.ndim == 4 and v.shape[1] == 3 and k in ours and ours[k].shape == (v.shape[0], 1, *v.shape[2:])
-    ]
-    if not keys:
+    gray = {k: g for k, v in weights.state_dict().items() if (g := gray_stem_weight(v, ours.get(k))) is not None}
+    if not gray:
         return None
     adapted = copy.deepcopy(weights)
     params = dict(adapted.named_parameters())
-    for k in keys:
-        params[k].data = params[k].data.sum(dim=1, keepdim=True)
+    for k, g in gray.items():
+        params[k].data = g
     return adapted
 
 
 def make_load(original: Any) -> Any:
-    """Wrap Ultralytics' ``BaseModel.load(weights)`` with :func:`check_transfer`."""
+    """The checking step of the ``BaseModel.load(weights)`` row (after :func:`yolo_mobilevit.pretrained.make_load`):
+    RGB stems summed for a 1-channel config (:func:`gray_stem_copy`), :func:`check_transfer`, then Ultralytics'
+    transfer."""
 
     def load(self: nn.Module, weights: Any, *args: Any, **kwargs: Any) -> Any:
         model = (

@@ -16,6 +16,14 @@ class YamlRowError(ValueError):
     row as the user wrote it, and what was expected."""
 
 
+def row_label(d: dict, i: int) -> str:
+    """How an error names layer ``i`` of the model dict ``d``: ``cfg.yaml: layer 7 (head row 2)``."""
+    file = d.get("yaml_file") or "<model dict>"
+    n_backbone = len(d.get("backbone") or [])
+    section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+    return f"{file}: layer {i} ({section} row {j})"
+
+
 def _on_cli() -> bool:
     return bool(sys.argv) and os.path.basename(sys.argv[0]) in CLI_NAMES
 

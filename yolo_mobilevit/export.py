@@ -3,9 +3,11 @@ supply it.
 
 A traced graph records every size the forward pass reads as a graph op, so a module cannot tell from its input
 whether the export will be fixed-size (``dynamic=False``) or must serve every size. :func:`make_exporter_call` wraps
-``Exporter.__call__`` and states it in an :class:`ExportMode` for the duration of the export; the MobileViT blocks
-read it with :func:`export_mode` (``None`` outside an Ultralytics export: the graph then stays valid for every size,
-as before). The INT8 wrappers give the hybrid transformers the quantization settings they need (ONNX Runtime:
+``Exporter.__call__`` and states it in an :class:`~yolo_mobilevit.modules.export_mode.ExportMode` for the duration
+of the export; the MobileViT blocks read it with :func:`~yolo_mobilevit.modules.export_mode.export_mode` (``None``
+outside an Ultralytics export: the graph then stays valid for every size, as before). The mode lives a layer down,
+in :mod:`yolo_mobilevit.modules.export_mode` (re-exported here), so the blocks import nothing from this module. The
+INT8 wrappers give the hybrid transformers the quantization settings they need (ONNX Runtime:
 :func:`onnx_float_nodes`; OpenVINO: :func:`make_torch2openvino`; LiteRT: :func:`transformer_aware_recipe`).
 """
 
@@ -14,50 +16,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .modules.export_mode import ExportMode, export_mode, exporting
 
 #: formats whose converters lack pixel_unshuffle / pixel_shuffle: CoreML's iOS15 opset, and onnx2tf (TF SavedModel,
 #: TF GraphDef, TF.js, Edge TPU), which fails on the DepthToSpace of MobileViT's patch folding
 FOUR_D_PATCH_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage", "saved_model", "pb", "tfjs", "edgetpu"})
-
-
-@dataclass(frozen=True)
-class ExportMode:
-    """What the running export needs from the traced graph.
-
-    static: the input size is fixed in the exported graph, so sizes may be baked in (no resize for even maps, no
-        shape arithmetic).
-    four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle`` (:data:`FOUR_D_PATCH_FORMATS`), so
-        patches are cut with reshapes and transposes of at most 4 dimensions instead.
-    transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so ONNX Runtime INT8 keeps attention,
-        normalization and the head in float (:func:`make_onnx_int8_quantize`; OpenVINO decides by
-        :func:`nncf_transformer`).
-    """
-
-    static: bool = False
-    four_d_patches: bool = False
-    transformer: bool = False
-
-
-_MODE: ContextVar[ExportMode | None] = ContextVar("yolo_mobilevit_export_mode", default=None)
-
-
-def export_mode() -> ExportMode | None:
-    """The :class:`ExportMode` of the export running in this context, or ``None`` outside one."""
-    return _MODE.get()
-
-
-@contextlib.contextmanager
-def exporting(mode: ExportMode) -> Iterator[ExportMode]:
-    """Trace under ``mode`` (nested uses restore the outer mode on exit)."""
-    token = _MODE.set(mode)
-    try:
-        yield mode
-    finally:
-        _MODE.reset(token)
 
 
 def has_attention(model: Any) -> bool:

@@ -16,9 +16,10 @@ from typing import Any
 
 from torch import nn
 
-KEY = "backbone_lr"
-DEFAULT = 1.0
-FREEZE_BN = "freeze_bn"
+from .integration import BACKBONE_LR, FREEZE_BN, TRAINING_KEYS
+
+KEY = BACKBONE_LR
+DEFAULT = TRAINING_KEYS[BACKBONE_LR][0]  # 1.0: off
 
 
 def check_backbone_lr(value: Any) -> None:
@@ -31,7 +32,7 @@ def check_backbone_lr(value: Any) -> None:
 
 def backbone_parameter_ids(model: Any) -> set[int]:
     """ids of the parameters of the plugin's backbone rows of ``model`` (DDP/EMA wrappers unwrapped)."""
-    from .featuremap import plugin_rows
+    from .layer_info import plugin_rows
 
     model = getattr(model, "module", model)
     return {id(p) for _, row in plugin_rows(model) for p in row.parameters()}
@@ -70,7 +71,7 @@ def make_build_optimizer(original: Any) -> Any:
 def backbone_batchnorms(model: Any) -> list[nn.Module]:
     """Every BatchNorm (``nn.modules.batchnorm._BatchNorm``: 1-D, 2-D, 3-D) in the plugin's backbone rows of
     ``model``: what pretrained weights fill; not the SPPF / C2PSA a config appends."""
-    from .featuremap import plugin_rows
+    from .layer_info import plugin_rows
 
     rows = plugin_rows(getattr(model, "module", model))
     return [m for _, row in rows for m in row.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -1,18 +1,23 @@
-"""Everything that touches Ultralytics' internals lives here: one table of every patch, the one helper that applies
-them, and the training keys the plugin adds to Ultralytics' configuration.
+"""Everything the plugin changes in objects it does not own, Ultralytics' above all, as two tables: :data:`PATCHES`,
+every replaced Ultralytics attribute, applied by the one helper :func:`apply`; and :data:`RUNTIME_CHANGES`, every
+other lasting change (attributes the plugin sets on models, trainers, datasets and loaders during a run, the training
+keys it adds to Ultralytics' defaults, process-wide swaps during one call, the start-up hook), each made by the
+function its row names. Also here: the training keys (:data:`TRAINING_KEYS`) and the version policy's state.
 
-Nothing installed is edited. Each :class:`Patch` replaces one attribute of one Ultralytics module with a wrapper
-made by a factory (``original -> replacement``) that lives beside the feature it serves; :func:`apply` is the only
-code that assigns to Ultralytics. The start-up hook (:mod:`yolo_mobilevit._startup`) calls :func:`on_import` right
-after each module named in :data:`PATCHES` finishes importing, so the plain ``yolo`` CLI, DDP workers and fresh
-interpreters are patched without an explicit import. This module imports nothing heavy (it runs at start-up); the
-factories import torch and Ultralytics when they are called.
+Nothing installed is edited. Each :class:`Patch` replaces one attribute of one Ultralytics module with one wrapper; a
+row appears once per (module, attribute). The wrapper is built from the row's steps, factories
+(``original -> replacement``) that live beside the feature they serve, composed in the order the row lists them: the
+first is outermost, runs first and decides whether the next one runs. The start-up hook
+(:mod:`yolo_mobilevit._startup`) calls :func:`on_import` right after each module named in :data:`PATCHES` finishes
+importing, so the plain ``yolo`` CLI, DDP workers and fresh interpreters are patched without an explicit import. This
+module imports nothing heavy (it runs at start-up); the factories import torch and Ultralytics when they are called.
 
 The version policy (:mod:`yolo_mobilevit.versions`, docs/versions.md): on a tested Ultralytics every row applies. On
-an untested newer release of the same series each row is checked first (:mod:`yolo_mobilevit.selftest`: the target
-exists and takes what its wrapper passes on); all hold: the plugin works, with one warning; one changed: nothing is
-patched but :data:`GUARD` and plugin rows fail naming the target. Outside the series only :data:`GUARD` is applied.
-Either way stock models keep working.
+an untested newer release of the same series each row is checked first (:func:`self_test`: the target exists and takes
+what each of its steps passes on); all hold: the plugin works, with one warning, and :data:`GUARD` wraps the patched
+``parse_model`` once more, to run the checks of modules imported later; one changed: nothing is patched but
+:data:`GUARD` and plugin rows fail naming the target. Outside the series only :data:`GUARD` is applied. Either way
+stock models keep working.
 """
 
 from __future__ import annotations
@@ -24,20 +29,48 @@ import sys
 from .errors import YamlRowError
 
 MARKER = "__yolo_mobilevit_original__"  # set on every wrapper: the attribute it replaced
-FACTORY = "__yolo_mobilevit_factory__"  # set on every wrapper: the factory that made it (two patches may stack)
+FACTORY = "__yolo_mobilevit_factory__"  # set on every wrapper: its row's steps (GUARD stacks on parse_model's)
 
 
 class Patch:
     """One replaced Ultralytics attribute: ``module`` (import name), ``attribute`` (``name`` or ``Class.name``),
-    ``factory`` (``"package.module:function"``, called with the original, returning the replacement) and why."""
+    ``steps`` and why. A step is a factory, ``"package.module:function"``, called with what it wraps and returning
+    its replacement; one step or several (a tuple, composed into one wrapper: the first listed is outermost)."""
 
-    __slots__ = ("attribute", "factory", "module", "why")
+    __slots__ = ("attribute", "module", "steps", "why")
 
-    def __init__(self, module: str, attribute: str, factory: str, why: str) -> None:
-        self.module, self.attribute, self.factory, self.why = module, attribute, factory, why
+    def __init__(self, module: str, attribute: str, steps: str | tuple[str, ...], why: str) -> None:
+        self.module, self.attribute, self.why = module, attribute, why
+        self.steps: tuple[str, ...] = (steps,) if isinstance(steps, str) else tuple(steps)
+
+    @property
+    def factory(self) -> str:
+        """The row's steps as one name, outermost first (what its wrapper records): ``a:f`` or ``a:f > b:g``."""
+        return " > ".join(self.steps)
 
     def __repr__(self) -> str:
         return f"Patch({self.module}:{self.attribute} <- {self.factory})"
+
+
+class RuntimeChange:
+    """A lasting change to an object the plugin does not own, made while it runs rather than by a patch row:
+    ``owner`` (the object), ``attribute`` (what changes on it), ``where`` (the ``module:function`` of this package
+    that makes it), ``lasts`` (``call``: restored when that call returns; ``run``: for the life of the object, a
+    training run or a built model; ``process``: from then on) and why."""
+
+    __slots__ = ("attribute", "lasts", "owner", "where", "why")
+
+    def __init__(self, owner: str, attribute: str, where: str, lasts: str, why: str) -> None:
+        if lasts not in LASTS:
+            raise ValueError(f"RuntimeChange({owner}.{attribute}): lasts={lasts!r}, expected one of {LASTS}")
+        self.owner, self.attribute, self.lasts, self.why = owner, attribute, lasts, why
+        self.where = f"{__package__}.{where}"  # yolo_mobilevit.module:function
+
+    def __repr__(self) -> str:
+        return f"RuntimeChange({self.owner}.{self.attribute} by {self.where})"
+
+
+LASTS = ("call", "run", "process")
 
 
 _TASKS, _CFG = "ultralytics.nn.tasks", "ultralytics.cfg"
@@ -48,7 +81,7 @@ _EXPORTER, _EXPORT_ONNX, _EXPORT_OPENVINO, _EXPORT_LITERT = (
     "ultralytics.utils.export.litert")  # fmt: skip
 _OV_BACKEND = "ultralytics.nn.backends.openvino"
 
-#: Every patch the plugin makes, in the order they are applied within a module.
+#: Every patch the plugin makes, one row per (module, attribute), in the order they are applied within a module.
 PATCHES: tuple[Patch, ...] = (
     Patch(_CFG, "check_cfg", "yolo_mobilevit.integration:make_check_cfg",
           "validate the plugin's training keys (TRAINING_KEYS) where Ultralytics validates its own"),
@@ -58,21 +91,21 @@ PATCHES: tuple[Patch, ...] = (
           "build plugin rows with the channels, width scaling and repeats Ultralytics infers for its own rows"),
     Patch(_TASKS, "BaseModel.fuse", "yolo_mobilevit.builder:make_fuse",
           "fold the plugin's conv+BN pairs too (Ultralytics folds only its own conv classes)"),
-    Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.checkpoints:make_load",
-          "refuse pretrained backbones from another config; adapt RGB stems to 1-channel configs"),
-    Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.checkpoints:make_torch_safe_load",
-          "name the plugin version a checkpoint needs before unpickling; clear errors for damaged files"),
-    Patch(_TASKS, "BaseModel.load", "yolo_mobilevit.pretrained:make_load",
-          "pretrained=FILE / .load(FILE): convert a timm, torchvision, cvnets or Mobile-Former checkpoint on the fly"),
-    Patch(_TASKS, "torch_safe_load", "yolo_mobilevit.pretrained:make_torch_safe_load",
-          "read a reference (non-Ultralytics) checkpoint as weights to convert instead of failing to unpickle it"),
+    Patch(_TASKS, "BaseModel.load", ("yolo_mobilevit.pretrained:make_load", "yolo_mobilevit.checkpoints:make_load"),
+          "1. pretrained=FILE / .load(FILE) of a timm, torchvision, cvnets or Mobile-Former checkpoint: converted "
+          "and loaded, step 2 skipped; 2. any other weights: refuse backbones from another config, adapt RGB stems "
+          "to 1-channel configs, then Ultralytics' transfer"),
+    Patch(_TASKS, "torch_safe_load",
+          ("yolo_mobilevit.pretrained:make_torch_safe_load", "yolo_mobilevit.checkpoints:make_torch_safe_load"),
+          "1. a reference (non-Ultralytics) checkpoint: read as weights to convert, step 2 skipped; 2. any other: "
+          "refuse damaged files and name the plugin version a checkpoint needs before unpickling, verify its digest"),
     Patch(_TASKS, "check_yaml", "yolo_mobilevit.configs:make_check_yaml",
           "model YAMLs by bare name from any folder: the shipped configs, after the working directory and Ultralytics'"),
-    Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.multiscale:make_get_dataloader",
+    Patch(_DETECT_TRAINER, "DetectionTrainer.get_dataloader", "yolo_mobilevit.variable_batch:make_get_dataloader",
           "variable_batch: give the train loader the variable-batch sampler"),
-    Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.multiscale:make_preprocess_batch",
+    Patch(_DETECT_TRAINER, "DetectionTrainer.preprocess_batch", "yolo_mobilevit.variable_batch:make_preprocess_batch",
           "variable_batch: resize each batch to its drawn size"),
-    Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.multiscale:make_optimizer_step",
+    Patch(_TRAINER, "BaseTrainer.optimizer_step", "yolo_mobilevit.variable_batch:make_optimizer_step",
           "variable_batch: step per accumulated image count, gradient rescaled to it"),
     Patch(_TRAINER, "BaseTrainer.setup_model", "yolo_mobilevit.pretrained:make_setup_model",
           "pretrained=True (the default) on a plugin YAML: load the ImageNet backbone its backbone_weights names"),
@@ -101,12 +134,63 @@ PATCHES: tuple[Patch, ...] = (
 GUARD = Patch(_TASKS, "parse_model", "yolo_mobilevit.integration:make_guard",
               "plugin rows fail naming why the plugin stands aside; stock rows build unchanged")  # fmt: skip
 
-#: Training keys the plugin adds: name -> (default, "package.module:validator"). The validator takes the whole
-#: config dict and raises ValueError naming the key; Ultralytics' CLI accepts the key because it is in the defaults.
+#: Every lasting change the plugin makes to objects it does not own other than by a PATCHES row: attributes set on
+#: Ultralytics' models, trainers, datasets and loaders during a run, its defaults, and process-wide swaps. ``where``
+#: is relative to the package. tests/test_runtime_changes.py finds every such change in the package's code and
+#: checks that it is a row here.
+RUNTIME_CHANGES: tuple[RuntimeChange, ...] = (
+    RuntimeChange("ultralytics.utils.DEFAULT_CFG(_DICT)", "TRAINING_KEYS", "integration:add_training_keys", "process",
+                  "Ultralytics' CLI and check_dict_alignment accept them (remove_training_keys: standing aside)"),
+    RuntimeChange("torch.serialization", "add_safe_globals allow-list", "integration:allow_plugin_classes", "process",
+                  "torch.load(weights_only=True), Ultralytics' restricted loading, may unpickle plugin modules"),
+    RuntimeChange("sys", "meta_path", "_startup:install_hook", "process",
+                  "the start-up import hook: patches each watched Ultralytics module as it finishes importing"),
+    RuntimeChange("a watched Ultralytics module's spec", "loader", "_startup:PatchOnImport.find_spec", "process",
+                  "runs the module, then applies its PATCHES rows (the import hook's one job)"),
+    RuntimeChange("sys", "excepthook", "errors:install_excepthook", "process",
+                  "on the command line (yolo, yolo-mobilevit) a YamlRowError prints without its traceback"),
+    RuntimeChange("sys", "stdout", "cli:main", "process",
+                  "output piped into head and the like: None as the command ends, so it exits quietly"),
+    RuntimeChange("a built model's layer list (model.model)", "yolo_mobilevit_version", "checkpoints:stamp", "run",
+                  "the plugin version, pickled into every checkpoint: a later install names the one it needs"),
+    RuntimeChange("a built model's layer list (model.model)", "yolo_mobilevit_features", "layer_info:record", "run",
+                  "what each backbone row emits (feature_info), pickled into every checkpoint"),
+    RuntimeChange("the trainer's EMA layer list", "yolo_mobilevit_digest", "checkpoints:make_save_model", "call",
+                  "the weights' SHA-256 while save_model copies the EMA into last.pt / best.pt, removed after"),
+    RuntimeChange("a loaded checkpoint's models", "yolo_mobilevit_digest", "checkpoints:verify_digest", "run",
+                  "dropped once verified, so a model edited after loading carries no stale digest"),
+    RuntimeChange("a saved depth checkpoint's models", "yolo_mobilevit_digest", "task_heads:make_calibrate_checkpoint",
+                  "run", "re-recorded after Ultralytics writes its output calibration into the file"),
+    RuntimeChange("ultralytics.nn.tasks.LOGGER", "addFilter / removeFilter", "builder:make_parse_model", "call",
+                  "holds parse_model's table while it builds stand-in rows, then prints it with the real modules"),
+    RuntimeChange("the trainer (BaseTrainer)", "accumulate", "variable_batch:_Run.on_batch", "run",
+                  "variable_batch: 1, optimizer_step is called every batch (the patched step counts images)"),
+    RuntimeChange("the trainer (BaseTrainer)", "_variable_batch_run", "variable_batch:attach", "run",
+                  "variable_batch: the run's sampler, step gate and epoch record"),
+    RuntimeChange("the trainer (BaseTrainer)", "callbacks", "variable_batch:attach", "run",
+                  "variable_batch: on_train_epoch_start starts the epoch's schedule, on_train_epoch_end logs it"),
+    RuntimeChange("the train dataset (YOLODataset)", "__getitems__", "variable_batch:attach", "run",
+                  "variable_batch: each sample carries its batch's drawn size, in loader workers too"),
+    RuntimeChange("the train loader (InfiniteDataLoader)", "batch_sampler", "variable_batch:attach", "run",
+                  "variable_batch: the variable-batch sampler (torch forbids assigning it after construction)"),
+    RuntimeChange("the train loader (InfiniteDataLoader)", "reset", "variable_batch:attach", "run",
+                  "variable_batch: a reset iterator starts at the trainer's epoch (resume, NaN recovery)"),
+    RuntimeChange("ai_edge_quantizer.quantizer", "Quantizer", "export:make_torch2litert", "call",
+                  "tflite INT8 with attention: a subclass adds the transformer-aware recipe (process-wide)"),
+    RuntimeChange("openvino", "Core", "export:openvino_export_precision", "call",
+                  "loading a plugin export: compile_model adds its recorded precision (process-wide)"),
+    RuntimeChange("socket", "setdefaulttimeout", "convert.core:_load_name", "call",
+                  "a download by model name (timm, torchvision) fails within HTTP_TIMEOUT instead of hanging"),
+)  # fmt: skip
+
+VARIABLE_BATCH, BACKBONE_LR, FREEZE_BN = "variable_batch", "backbone_lr", "freeze_bn"
+#: Training keys the plugin adds, the one declaration of their names and defaults: name -> (default,
+#: "package.module:validator"). The validator takes the whole config dict and raises ValueError naming the key;
+#: Ultralytics' CLI accepts the key because it is in the defaults. The features read their key's name from here.
 TRAINING_KEYS: dict[str, tuple[object, str]] = {
-    "variable_batch": (False, "yolo_mobilevit.multiscale:check_args"),
-    "backbone_lr": (1.0, "yolo_mobilevit.finetune:check_args"),
-    "freeze_bn": (False, "yolo_mobilevit.finetune:check_args"),
+    VARIABLE_BATCH: (False, "yolo_mobilevit.variable_batch:check_args"),
+    BACKBONE_LR: (1.0, "yolo_mobilevit.finetune:check_args"),
+    FREEZE_BN: (False, "yolo_mobilevit.finetune:check_args"),
 }
 
 WATCHED: frozenset[str] = frozenset(p.module for p in PATCHES)
@@ -125,7 +209,8 @@ def _owner(module: object, attribute: str) -> tuple[object, str]:
 
 
 def apply(patch: Patch) -> bool:
-    """Replace ``patch.attribute`` of the imported ``patch.module`` once (idempotent). Returns whether it changed."""
+    """Replace ``patch.attribute`` of the imported ``patch.module`` once (idempotent) by the wrapper its steps
+    compose. Returns whether it changed."""
     try:
         owner, name = _owner(sys.modules[patch.module], patch.attribute)
         original = inspect_static(owner, name)
@@ -133,7 +218,9 @@ def apply(patch: Patch) -> bool:
         return False
     if patch.factory in _factories(original):
         return False
-    wrapper = _resolve(patch.factory)(original)
+    wrapper = original
+    for step in reversed(patch.steps):  # the first step ends up outermost
+        wrapper = _resolve(step)(wrapper)
     functools.update_wrapper(wrapper, original)
     setattr(wrapper, MARKER, original)
     setattr(wrapper, FACTORY, patch.factory)
@@ -148,7 +235,7 @@ def _assign(owner: object, name: str, function: object) -> None:
 
 
 def _factories(attribute: object) -> list[str]:
-    """The factories of the plugin wrappers stacked on ``attribute``, outermost first."""
+    """The rows (their :attr:`Patch.factory`) of the plugin wrappers stacked on ``attribute``, outermost first."""
     found = []
     while hasattr(attribute, MARKER):
         found.append(getattr(attribute, FACTORY, ""))
@@ -163,7 +250,7 @@ def inspect_static(owner: object, name: str) -> object:
 
 
 def undo(patch: Patch) -> bool:
-    """Put back what ``patch`` wrapped (for tests; patches stacked on one attribute come off outermost first).
+    """Put back what ``patch`` wrapped (for tests; a patch stacked on another, GUARD on parse_model, comes off first).
     Returns whether ``patch`` was the outermost wrapper."""
     module = sys.modules.get(patch.module)
     if module is None:
@@ -249,6 +336,21 @@ def stock_target(patch: Patch) -> object:
     return attribute
 
 
+def self_test(patch: Patch) -> str | None:
+    """None when the imported ``patch.module`` still has ``patch.attribute`` and it takes every argument each of the
+    row's steps passes on (:func:`yolo_mobilevit.selftest.signature_problem`); else what changed, naming the target."""
+    from .selftest import signature_problem  # imports inspect: only where the check runs
+
+    target = f"{patch.module}:{patch.attribute}"
+    try:
+        original = stock_target(patch)
+    except AttributeError:
+        return f"{target} no longer exists"
+    return next(
+        (p for step in patch.steps if (p := signature_problem(target, original, _resolve(step)(original)))), None
+    )
+
+
 def refuse(changed: list[str]) -> None:
     """Stand aside on an untested release: put back every attribute the plugin wrapped and the training keys it
     added, warn naming what changed, and guard the model builder."""
@@ -302,12 +404,9 @@ def on_import(module_name: str) -> None:
             apply(GUARD)
         return
     rows = [patch for patch in PATCHES if patch.module == module_name]
-    if current == UNTESTED:
-        from .selftest import signature_problem  # imports inspect: only where the check runs
-
-        if changed := [problem for patch in rows if (problem := signature_problem(patch))]:
-            refuse(changed)
-            return
+    if current == UNTESTED and (changed := [problem for patch in rows if (problem := self_test(patch))]):
+        refuse(changed)
+        return
     if module_name == _CFG:
         add_training_keys()
     for patch in rows:
@@ -360,13 +459,6 @@ def make_check_cfg(original: object) -> object:
     return check_cfg
 
 
-def replace_batch_sampler(loader: object, sampler: object) -> None:
-    """Give a built train loader another batch sampler. torch's DataLoader forbids assigning ``batch_sampler``
-    after construction, and Ultralytics builds its loaders inside the trainer, so this is the one instance-level
-    change the plugin makes (for ``variable_batch``)."""
-    object.__setattr__(loader, "batch_sampler", sampler)
-
-
 def allow_plugin_classes() -> None:
     """Let ``torch.load(weights_only=True)`` (Ultralytics' restricted loading) unpickle the plugin's modules."""
     import torch
@@ -391,7 +483,19 @@ def safe_classes() -> list[type]:
     ]
 
 
-__all__ = ["GUARD", "PATCHES", "TRAINING_KEYS", "Patch", "YamlRowError", "apply", "on_import", "register", "undo"]
+__all__ = [
+    "GUARD",
+    "PATCHES",
+    "RUNTIME_CHANGES",
+    "TRAINING_KEYS",
+    "Patch",
+    "RuntimeChange",
+    "YamlRowError",
+    "apply",
+    "on_import",
+    "register",
+    "undo",
+]
 
 
 def register() -> None:
@@ -416,8 +520,3 @@ def absent_module(name: str) -> None:
 
     if state() == UNTESTED:
         refuse([f"{name} no longer exists"])
-
-
-def table() -> str:
-    """The patch table as text (``yolo-mobilevit doctor`` prints it)."""
-    return "\n".join(f"{p.module}:{p.attribute}  <-  {p.factory}\n    {p.why}" for p in PATCHES)

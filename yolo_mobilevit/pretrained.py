@@ -34,10 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .network import HTTP_TIMEOUT, offline
+
 WEIGHTS_KEY = "backbone_weights"
 MIRROR_ENV = "YOLO_MOBILEVIT_WEIGHTS_MIRROR"
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for a name without one
-HTTP_TIMEOUT = 10.0  # seconds per connection attempt; a dead network fails fast instead of hanging training
 CACHE_FOLDER = "yolo_mobilevit"
 
 _LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
@@ -87,9 +88,9 @@ def read_reference(path: str | Path) -> ReferenceWeights:
 
 
 def make_torch_safe_load(original: Any) -> Any:
-    """Wrap Ultralytics' ``torch_safe_load(weight, ...) -> (ckpt, file)``: a reference checkpoint comes back as
-    ``{"model": ReferenceWeights}`` (so ``load_checkpoint`` and ``pretrained=`` accept it); anything else is read by
-    Ultralytics as before."""
+    """The first step of the ``torch_safe_load(weight, ...) -> (ckpt, file)`` row: a reference checkpoint comes back
+    as ``{"model": ReferenceWeights}`` (so ``load_checkpoint`` and ``pretrained=`` accept it) and the row ends here;
+    anything else goes on to :func:`yolo_mobilevit.checkpoints.make_torch_safe_load`, then Ultralytics."""
 
     def torch_safe_load(weight: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(weight, (str, Path)) and is_reference_checkpoint(weight):
@@ -142,9 +143,10 @@ def apply_reference(
 
 
 def make_load(original: Any) -> Any:
-    """Wrap Ultralytics' ``BaseModel.load(weights)``: :class:`ReferenceWeights` (alone or as a checkpoint's
-    ``model``) are converted onto the model; anything else is Ultralytics' transfer. Either way the model is marked
-    as having received weights, so :func:`load_default_weights` leaves it alone."""
+    """The first step of the ``BaseModel.load(weights)`` row: :class:`ReferenceWeights` (alone or as a checkpoint's
+    ``model``) are converted onto the model and the row ends here; anything else goes on to the next step
+    (:func:`yolo_mobilevit.checkpoints.make_load`, then Ultralytics' transfer). Either way the model is marked as
+    having received weights, so :func:`load_default_weights` leaves it alone."""
 
     def load(self: nn.Module, weights: Any, *args: Any, **kwargs: Any) -> Any:
         ref = weights.get("model") if isinstance(weights, dict) else weights
@@ -192,11 +194,6 @@ def _candidates(relative: str) -> list[str]:
 
 def _cached(relative: str) -> Path | None:
     return next((p for name in _candidates(relative) if (p := cache_dir() / name).is_file()), None)
-
-
-def offline() -> bool:
-    """Whether ``YOLO_OFFLINE`` (Ultralytics' switch) turns downloads off."""
-    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def _download(url: str, dest: Path) -> Path:

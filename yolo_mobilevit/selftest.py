@@ -1,29 +1,24 @@
 """The self-test on an untested Ultralytics release: does each patched target still take what its wrapper passes on?
 
 Imported only where it runs (an untested release, ``doctor``, the tests): :mod:`inspect` is too slow an import for the
-start-up hook of every interpreter.
+start-up hook of every interpreter. It compares signatures and knows nothing of the patch table:
+:func:`yolo_mobilevit.integration.self_test` hands it each row's target and steps.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
-from .integration import Patch, _resolve, stock_target
 
-
-def signature_problem(patch: Patch) -> str | None:
-    """None when the imported ``patch.module`` still has ``patch.attribute`` and it takes every argument the row's
-    wrapper passes on; else what changed, naming the target. The wrapper's own parameter list (as its factory
-    returns it, before ``functools.wraps``) is what it expects: a named parameter must be the target's, at the same
-    place, with the same default; ``*args`` / ``**kwargs`` pass on whatever else the target takes."""
-    target = f"{patch.module}:{patch.attribute}"
-    try:
-        original = stock_target(patch)
-    except AttributeError:
-        return f"{target} no longer exists"
+def signature_problem(target: str, original: Callable, wrapper: Callable) -> str | None:
+    """None when ``original`` (the stock Ultralytics attribute named ``target``) takes every argument ``wrapper``
+    (one step of its patch row, as its factory returns it, before ``functools.wraps``) passes on; else what changed,
+    naming the target. The wrapper's own parameter list is what it expects: a named parameter must be the target's,
+    at the same place, with the same default; ``*args`` / ``**kwargs`` pass on whatever else the target takes."""
     try:
         found = inspect.signature(original)
-        wanted = inspect.signature(_resolve(patch.factory)(original), follow_wrapped=False)
+        wanted = inspect.signature(wrapper, follow_wrapped=False)
     except (TypeError, ValueError) as e:
         return f"{target} has no readable signature ({e})"
     reason = _mismatch(wanted, found)

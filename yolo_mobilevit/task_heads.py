@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import YamlRowError
+from .errors import YamlRowError, row_label
 
 #: head module name -> (task, first Ultralytics release that has it)
 FIRST_RELEASE: dict[str, tuple[str, str]] = {
@@ -26,7 +26,6 @@ FIRST_RELEASE: dict[str, tuple[str, str]] = {
 def require_task_heads(d: dict, tasks: Any) -> None:
     """Raise ``YamlRowError`` if the model dict ``d`` uses a task head that the installed ``ultralytics.nn.tasks``
     (module ``tasks``) lacks."""
-    from .builder import _row_label
     from .versions import ULTRALYTICS_REQUIREMENT
 
     rows = (d.get("backbone") or []) + (d.get("head") or [])
@@ -37,7 +36,7 @@ def require_task_heads(d: dict, tasks: Any) -> None:
 
             task, first = FIRST_RELEASE[name]
             raise YamlRowError(
-                f"{_row_label(d, i)} {row!r}: the {name} head is Ultralytics' task={task}, which ultralytics "
+                f"{row_label(d, i)} {row!r}: the {name} head is Ultralytics' task={task}, which ultralytics "
                 f"{ultralytics.__version__} (installed) does not have; it first shipped in ultralytics {first}. "
                 f"pip install 'ultralytics>={first},{ULTRALYTICS_REQUIREMENT.split(',')[-1]}'"
             )

@@ -2,7 +2,7 @@
 
 pyproject.toml admits every Ultralytics of the ``8.4`` series from :data:`ULTRALYTICS_MIN` (``>=8.4.0,<8.5``); CI tests
 both ends of :data:`ULTRALYTICS_MIN` .. :data:`ULTRALYTICS_TESTED`. A newer ``8.4.x`` is *untested*: the plugin checks
-each patched target before patching it (:func:`yolo_mobilevit.integration.signature_problem`). Anything else is
+each patched target before patching it (:func:`yolo_mobilevit.integration.self_test`). Anything else is
 *outside* the policy: the plugin stands aside.
 """
 

@@ -22,7 +22,7 @@ module that is not installed yet is skipped). At import it calls :func:`register
 ``map_state_dict(source, model)``
     ``source`` is the flat source state_dict (``str -> Tensor``; wrappers such as ``{"state_dict": ...}``, the
     ``module.`` prefix and timm's ``features_only`` names ``stages_0`` -> ``stages.0`` are already removed).
-    ``model`` is the built Ultralytics ``nn`` model (e.g. ``DetectionModel``); :func:`plugin_rows` lists its plugin
+    ``model`` is the built Ultralytics ``nn`` model (e.g. ``DetectionModel``); :func:`weighted_rows` lists its plugin
     backbone rows ``(index, module)`` in order, and :func:`map_by_name` does the usual walk given a function
     ``(row position, row module, local key) -> source key``. Return ``{target_key: source_tensor}`` with target keys of
     ``model.state_dict()`` (``"model.3.blocks.0.conv_in.weight"``). Return tensors unchanged (no copies, no
@@ -59,9 +59,9 @@ from .registry import (
     StateDict,
     formats,
     map_by_name,
-    plugin_rows,
     register_format,
     rescale_bn_weight,
+    weighted_rows,
 )
 
 __all__ = [
@@ -78,7 +78,7 @@ __all__ = [
     "load_source",
     "map_by_name",
     "map_weights",
-    "plugin_rows",
     "register_format",
     "rescale_bn_weight",
+    "weighted_rows",
 ]

@@ -13,17 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..pretrained import HTTP_TIMEOUT, offline
-from .registry import (
-    ConversionError,
-    Derived,
-    HeadSource,
-    SourceFormat,
-    StateDict,
-    formats,
-    plugin_rows,
-    rescale_bn_weight,
-)
+from ..network import HTTP_TIMEOUT, offline
+from . import registry
+from .registry import ConversionError, Derived, HeadSource, SourceFormat, StateDict, formats, weighted_rows
 
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "state_dict_model")
 _LIST_LIMIT = 12  # tensors named per problem in an error message
@@ -112,12 +104,12 @@ def load_source(source: str | Path) -> tuple[StateDict, str]:
 
 def detect_format(state_dict: StateDict, name: str | None = None) -> SourceFormat:
     """The registered format ``name``, or the one format whose ``detect`` accepts ``state_dict``."""
-    registry = formats()
+    known = formats()
     if name is not None:
-        if name not in registry:
-            raise ConversionError(f"unknown source format {name!r}; choose one of {sorted(registry)}")
-        return registry[name]
-    found = [fmt for fmt in registry.values() if fmt.detect(state_dict)]
+        if name not in known:
+            raise ConversionError(f"unknown source format {name!r}; choose one of {sorted(known)}")
+        return known[name]
+    found = [fmt for fmt in known.values() if fmt.detect(state_dict)]
     if len(found) != 1:
         what = "no registered format recognizes" if not found else f"several formats ({[f.name for f in found]}) claim"
         sample = ", ".join(list(state_dict)[:6])
@@ -201,7 +193,7 @@ def map_head(source: StateDict, model: nn.Module, head: HeadSource, classes: lis
                 out[f"model.{i}.conv.bn.{name}"] = source[f"{head.bn}.{name}"]
         if head.bn_eps is not None and abs(head.bn_eps - row.conv.bn.eps) > 1e-12:
             weight, var = take(f"{head.bn}.weight"), take(f"{head.bn}.running_var")
-            rescaled = rescale_bn_weight(weight, var, head.bn_eps, row.conv.bn.eps)
+            rescaled = registry.rescale_bn_weight(weight, var, head.bn_eps, row.conv.bn.eps)
             out[f"model.{i}.conv.bn.weight"] = Derived(rescaled, (f"{head.bn}.weight", f"{head.bn}.running_var"))
     if head.hidden is not None:
         weight = take(f"{head.hidden}.weight")
@@ -221,18 +213,7 @@ def map_head(source: StateDict, model: nn.Module, head: HeadSource, classes: lis
 
 
 def _backbone_keys(model: nn.Module) -> list[str]:
-    return [f"model.{i}.{k}" for i, m in plugin_rows(model) for k in m.state_dict()]
-
-
-def _is_rgb_stem_for_gray(source: torch.Tensor, target: torch.Tensor | None) -> bool:
-    """Whether ``source`` is a conv weight on 3 input channels where ``target`` is the same conv on 1."""
-    return (
-        target is not None
-        and source.ndim == target.ndim == 4
-        and source.shape[1] == 3
-        and target.shape[1] == 1
-        and source.shape[:1] + source.shape[2:] == target.shape[:1] + target.shape[2:]
-    )
+    return [f"model.{i}.{k}" for i, m in weighted_rows(model) for k in m.state_dict()]
 
 
 def map_weights(
@@ -270,10 +251,8 @@ def map_weights(
             mapped[key], origins[key] = value, (source_key.get(id(value), "?"),)
     target = model.state_dict()
     for key, value in mapped.items():
-        if _is_rgb_stem_for_gray(value, target.get(key)):
-            # A 1-channel (grayscale) config on RGB weights: the stem sees one gray value where the source saw three
-            # equal channels, so summing the RGB filters keeps its response (timm's adapt_input_conv does the same).
-            mapped[key] = value.sum(dim=1, keepdim=True)
+        if (gray := registry.gray_stem_weight(value, target.get(key))) is not None:  # a 1-channel config on RGB weights
+            mapped[key] = gray
     name = lambda key: "+".join(origins[key])
 
     unknown = [k for k in mapped if k not in target]
@@ -317,7 +296,7 @@ def _buffers(model: nn.Module) -> set[str]:
 
 def _swap_rb(mapped: StateDict, model: nn.Module) -> StateDict:
     """The first backbone conv's weight with its 3 input channels reversed."""
-    i, stem = plugin_rows(model)[0]
+    i, stem = weighted_rows(model)[0]
     for name, conv in stem.named_modules():
         if isinstance(conv, nn.Conv2d) and conv.in_channels == 3 and f"model.{i}.{name}.weight" in mapped:
             key = f"model.{i}.{name}.weight"

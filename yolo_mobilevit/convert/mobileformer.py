@@ -18,7 +18,7 @@ from torch import nn
 
 from ..modules import ConvBNAct
 from ..modules.mobileformer import MobileFormerBlock, MobileFormerDown, MobileFormerLite, MobileFormerTokens
-from .registry import ConversionError, HeadSource, SourceFormat, StateDict, plugin_rows, register_format
+from .registry import ConversionError, HeadSource, SourceFormat, StateDict, register_format, weighted_rows
 
 #: our ConvBNAct / bridge / sub-block names -> the official ones (prefix renames, applied to the first match)
 _CONV_BN = {"conv.": "0.", "bn.": "1."}
@@ -84,7 +84,7 @@ def _describe(strides: list[int]) -> str:
 
 def map_mobileformer(source: StateDict, model: nn.Module) -> StateDict:
     """Map an official Mobile-Former state dict onto a plugin Mobile-Former config (see the module docstring)."""
-    rows = plugin_rows(model)
+    rows = weighted_rows(model)
     kinds = [type(m) for _, m in rows]
     if len(rows) < 3 or kinds[:3] != [ConvBNAct, MobileFormerLite, MobileFormerTokens]:
         raise ConversionError(

@@ -28,9 +28,9 @@ from .registry import (
     HeadSource,
     SourceFormat,
     StateDict,
-    plugin_rows,
     register_format,
     rescale_bn_weight,
+    weighted_rows,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ Block = tuple[str, list[Unit]]  # (name for messages, units in forward order)
 def target_blocks(model: nn.Module) -> list[Block]:
     """The plugin backbone as blocks of units, with ``model.state_dict()`` prefixes."""
     blocks: list[Block] = []
-    for i, row in plugin_rows(model):  # stateless rows (ImageNorm) are not listed
+    for i, row in weighted_rows(model):  # stateless rows (ImageNorm) are not listed
         if not isinstance(row, _ROWS):
             raise ConversionError(
                 f"layer {i} is a {type(row).__name__}; a MobileNet checkpoint needs a config whose backbone is an "

@@ -16,7 +16,7 @@ from torch import nn
 from ..modules import ConvBNAct, MV2Stage
 from ..modules.mobilevit import MobileViTStage
 from ..modules.mobilevitv2 import MobileViTv2Stage
-from .registry import ConversionError, HeadSource, SourceFormat, StateDict, map_by_name, plugin_rows, register_format
+from .registry import ConversionError, HeadSource, SourceFormat, StateDict, map_by_name, register_format, weighted_rows
 
 _IR = {"expand": "conv1_1x1", "depthwise": "conv2_kxk", "project": "conv3_1x1"}
 _BLOCK = {"conv_local": "conv_kxk", "conv_in": "conv_1x1", "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2"}
@@ -45,7 +45,7 @@ def timm_key(position: int, module: nn.Module, local: str) -> str:
 
 
 def _check_structure(model: nn.Module, version: str) -> None:
-    rows = plugin_rows(model)
+    rows = weighted_rows(model)
     kinds = [type(m) for _, m in rows]
     expected = "ConvBNAct stem, MV2Stage rows, then MobileViT stages"
     if not rows or kinds[0] is not ConvBNAct:

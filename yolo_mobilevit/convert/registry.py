@@ -49,6 +49,20 @@ def rescale_bn_weight(weight: torch.Tensor, var: torch.Tensor, eps_from: float, 
     return (weight.double() * scale).to(weight.dtype)
 
 
+def gray_stem_weight(source: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor | None:
+    """``source``, a conv weight on 3 input channels (C, 3, k, k), summed to the (C, 1, k, k) of ``target`` (the same
+    conv of a 1-channel config); None when ``target`` is not that. A gray image is three equal RGB channels, so the
+    summed filters keep the RGB stem's response (timm's ``adapt_input_conv`` does the same)."""
+    fits = (
+        target is not None
+        and source.ndim == target.ndim == 4
+        and source.shape[1] == 3
+        and target.shape[1] == 1
+        and source.shape[:1] + source.shape[2:] == target.shape[:1] + target.shape[2:]
+    )
+    return source.sum(dim=1, keepdim=True) if fits else None
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceFormat:
     """One source checkpoint layout and how its tensors map onto a plugin model."""
@@ -91,14 +105,15 @@ def formats() -> dict[str, SourceFormat]:
     return FORMATS
 
 
-def plugin_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
-    """The plugin rows of an Ultralytics model's backbone that carry tensors, ``[(layer index, module), ...]``.
+def weighted_rows(model: nn.Module) -> list[tuple[int, nn.Module]]:
+    """The plugin rows of an Ultralytics model's backbone that carry tensors (what conversion fills),
+    ``[(layer index, module), ...]``.
 
     Rows without state (``ImageNorm``, passthrough taps) and Ultralytics' own layers (SPPF, C2PSA) are skipped, so
     position 0 is the stem."""
-    from ..featuremap import plugin_rows as backbone_plugin_rows
+    from ..layer_info import plugin_rows
 
-    return [(i, m) for i, m in backbone_plugin_rows(model) if m.state_dict()]
+    return [(i, m) for i, m in plugin_rows(model) if m.state_dict()]
 
 
 def map_by_name(
@@ -109,7 +124,7 @@ def map_by_name(
 
     Returns ``{"model.<layer>.<local_key>": source tensor}``."""
     out = {}
-    for k, (i, module) in enumerate(plugin_rows(model)):
+    for k, (i, module) in enumerate(weighted_rows(model)):
         for local in module.state_dict():
             key = source_key(k, module, local)
             if key is not None and key in source:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export import export_mode
 from .attention import merge_heads, split_heads
 from .cpu_layout import linear_act
+from .export_mode import export_mode
 from .layers import ConvBNAct, MV2DownsampleStage
 from .rows import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Arg, YamlArgError
 
@@ -85,7 +85,7 @@ class TransformerLayer(nn.Module):
 
 def tracing_every_size() -> bool:
     """Whether a graph that must serve every input size is being traced: tracing, and the export is not fixed-size
-    (:func:`yolo_mobilevit.export.export_mode`). Such a graph may not branch on sizes."""
+    (:func:`yolo_mobilevit.modules.export_mode.export_mode`). Such a graph may not branch on sizes."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         mode = export_mode()
         return mode is None or not mode.static

@@ -118,7 +118,7 @@ def model_stats(model: Any, imgsz: int) -> dict[str, float]:
     import torch
     from ultralytics.utils.torch_utils import get_flops
 
-    from ..featuremap import backbone_length
+    from ..layer_info import backbone_length
     from .flops import count_macs
 
     n_backbone = backbone_length(model)

@@ -201,7 +201,7 @@ def plugin_stages(cfg: str) -> tuple[list[tuple[int, str, int, bool]], int]:
     model's max stride, from the model's static feature map (no forward pass)."""
     from ultralytics import YOLO
 
-    from ..featuremap import feature_info
+    from ..layer_info import feature_info
     from ..modules import MobileViTStage, MobileViTv2Stage, YamlModule
 
     model = YOLO(cfg).model

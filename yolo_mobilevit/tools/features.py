@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from ..featuremap import feature_taps, model_and_layers
+from ..layer_info import feature_taps, input_layers, layer_outputs, model_and_layers
 
 
 def backbone_features(
@@ -31,18 +31,11 @@ def backbone_features(
     model, layers = model_and_layers(model)
     if source == "head":
         head = layers[-1]
-        inputs = [j if j >= 0 else len(layers) - 1 + j for j in (head.f if isinstance(head.f, list) else [head.f])]
+        inputs = input_layers(head.f, len(layers) - 1)
         taps = {int(s).bit_length() - 1: j for s, j in zip(head.stride.tolist(), inputs)}  # Detect's strides
     else:
         taps = {int(level[1:]): j for level, j in feature_taps(model).items()}
-    last = max(taps.values(), default=-1)
-    y: list[torch.Tensor] = []  # every layer's output, as Ultralytics' forward indexes them by ``m.f``
-    x = images
-    for m in layers[: last + 1]:
-        if m.f != -1:
-            x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
-        x = m(x)
-        y.append(x)
+    y = layer_outputs(layers, images, max(taps.values(), default=-1) + 1)
     missing = [lv for lv in levels if lv not in taps]
     if missing:
         raise ValueError(f"no {source} layer at level(s) {missing}; found levels {sorted(taps)}")

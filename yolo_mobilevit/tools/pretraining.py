@@ -80,7 +80,7 @@ def transfer_classifier(model: nn.Module, path: Path) -> tuple[int, int]:
     index, same module class, same tensor names and shapes); (tensors loaded, tensors in the model's backbone)."""
     from ultralytics.nn.tasks import load_checkpoint
 
-    from ..featuremap import backbone_length
+    from ..layer_info import backbone_length
 
     classifier, _ = load_checkpoint(path)
     n_backbone = backbone_length(model)
@@ -102,7 +102,7 @@ def transfer_classifier(model: nn.Module, path: Path) -> tuple[int, int]:
 
 
 def _plugin_backbone_tensors(model: nn.Module) -> int:
-    from ..featuremap import plugin_rows
+    from ..layer_info import plugin_rows
 
     return sum(len(m.state_dict()) for _, m in plugin_rows(model))
 

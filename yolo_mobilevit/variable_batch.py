@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
-from .integration import replace_batch_sampler
+from .integration import VARIABLE_BATCH
 
-KEY = "variable_batch"
+KEY = VARIABLE_BATCH
 PAPER_RATIOS = (0.625, 1.25)  # MobileViT: 160 ... 320 around 256 (cvnets' variable-batch sampler)
 N_SCALES = 5  # cvnets' default number of scales
 MIN_STRIDES = 2  # smallest side: 2 x the model stride, so P5 is at least 2x2 (BatchNorm and 2x2 patches)
@@ -362,7 +362,8 @@ def attach(trainer: Any, loader: Any, batch_size: int, ratios: tuple[float, floa
     sampler = VariableBatchSampler(len(dataset), pairs, imgsz, int(trainer.args.seed or 0), rank, world)
     dataset.__getitems__ = _MarkedFetch(dataset)
     repeat = type(loader.batch_sampler) if isinstance(loader, InfiniteDataLoader) else None
-    replace_batch_sampler(loader, repeat(sampler) if repeat else sampler)
+    # torch's DataLoader refuses a new batch_sampler once built, and Ultralytics builds the loader inside the trainer
+    object.__setattr__(loader, "batch_sampler", repeat(sampler) if repeat else sampler)
     run = _Run(loader, sampler)
     original_reset = getattr(loader, "reset", None)
 

@@ -1,4 +1,7 @@
-"""What each backbone row of a built model emits, known without running it.
+"""What each layer of a built Ultralytics model reads and emits: the one reading of ``from`` (:func:`input_layers`,
+and :func:`layer_outputs`, the forward that routes by it), and each backbone row's channels and stride, known
+without running it (:func:`feature_info`, :func:`feature_taps`; the maps themselves are
+:func:`yolo_mobilevit.tools.features.backbone_features`).
 
 When a plugin config is built, the builder records for every backbone row its index, module, output channels and
 reduction (stride relative to the image), and which rows are the P3/P4/P5 taps: the last backbone row at stride
@@ -51,8 +54,23 @@ def plugin_rows(model: Any, backbone_only: bool = True) -> list[tuple[int, nn.Mo
 
 
 def input_layers(f: int | list[int], i: int) -> list[int]:
-    """Absolute indices of the layers that layer ``i`` reads through its ``from`` ``f`` (-1: the image)."""
+    """Absolute indices of the layers that layer ``i`` reads through its ``from`` ``f`` (-1: the image; an entry
+    reaching before the image stays as written, negative). The one reading of ``from`` in the package."""
     return [j if j < 0 and i + j < 0 else (i + j if j < 0 else j) for j in (f if isinstance(f, list) else [f])]
+
+
+def layer_outputs(layers: nn.Sequential, images: Any, end: int | None = None) -> list[Any]:
+    """The output of each of the first ``end`` layers for ``images`` (B, C, H, W), each layer fed by its ``from``
+    as Ultralytics' forward feeds it."""
+    outputs: list[Any] = []
+    x = images
+    for i, m in enumerate(layers[:end]):
+        if m.f != -1:
+            inputs = [x if j < 0 else outputs[j] for j in input_layers(m.f, i)]
+            x = inputs if isinstance(m.f, list) else inputs[0]
+        x = m(x)
+        outputs.append(x)
+    return outputs
 
 
 # Ultralytics layers that change the resolution without a strided convolution or pooling (space-to-depth, padding)
@@ -179,4 +197,13 @@ def feature_taps(model: Any) -> dict[str, int]:
     return dict(_record(model)["taps"])
 
 
-__all__ = ["backbone_length", "describe", "feature_info", "feature_taps", "layer_maps", "plugin_rows"]
+__all__ = [
+    "backbone_length",
+    "describe",
+    "feature_info",
+    "feature_taps",
+    "input_layers",
+    "layer_maps",
+    "layer_outputs",
+    "plugin_rows",
+]

@@ -21,8 +21,8 @@ from conftest import CFG, DATASETS, YOLO_BIN, dataset_yaml, linked_dataset, pyth
 from ultralytics.cfg import get_cfg
 from ultralytics.data.build import build_dataloader
 
-from yolo_mobilevit import multiscale as ms
-from yolo_mobilevit.multiscale import (
+from yolo_mobilevit import variable_batch as ms
+from yolo_mobilevit.variable_batch import (
     KEY,
     PAPER_RATIOS,
     StepGate,
