@@ -104,7 +104,8 @@ def apply_reference(
     and is otherwise left initialized (as Ultralytics' transfer skips a head of another ``nc``).
 
     Raises :class:`yolo_mobilevit.convert.ConversionError` when the checkpoint does not fit the backbone."""
-    from .convert.core import classifier_row, detect_format, load_converted
+    from .convert.core import classifier_row, load_converted
+    from .convert.source import detect_format
 
     source = weights.source_state_dict
     fmt = detect_format(source)

@@ -1,6 +1,6 @@
-"""The conversion core: detecting a source's format, mapping its tensors onto a plugin model and checking them
-against it, loading them (:func:`load_converted`, the one pipeline ``convert`` and ``pretrained=FILE`` share), and
-:func:`convert_checkpoint`, which writes the result."""
+"""The conversion core: mapping a source's tensors onto a plugin model and checking them against it, loading them
+(:func:`load_converted`, the one pipeline ``convert`` and ``pretrained=FILE`` share), and :func:`convert_checkpoint`,
+which writes the result."""
 
 from __future__ import annotations
 
@@ -11,34 +11,10 @@ from torch import nn
 
 from .colour import decide_swap_rb, swap_stem_channels
 from .imagenet import imagenet_classes, imagenet_names
-from .registry import (
-    ConversionError,
-    Derived,
-    HeadSource,
-    SourceFormat,
-    StateDict,
-    formats,
-    plugin_rows,
-    rescale_bn_weight,
-)
+from .registry import ConversionError, Derived, HeadSource, SourceFormat, StateDict, plugin_rows, rescale_bn_weight
 from .report import LIST_LIMIT, ConversionReport, sample_names
 from .save import save_ultralytics_checkpoint
-from .source import load_source
-
-
-def detect_format(state_dict: StateDict, name: str | None = None) -> SourceFormat:
-    """The registered format ``name``, or the one format whose ``detect`` accepts ``state_dict``."""
-    registry = formats()
-    if name is not None:
-        if name not in registry:
-            raise ConversionError(f"unknown source format {name!r}; choose one of {sorted(registry)}")
-        return registry[name]
-    found = [fmt for fmt in registry.values() if fmt.detect(state_dict)]
-    if len(found) != 1:
-        what = "no registered format recognizes" if not found else f"several formats ({[f.name for f in found]}) claim"
-        sample = ", ".join(list(state_dict)[:6])
-        raise ConversionError(f"{what} this checkpoint (first keys: {sample}); pass the format explicitly")
-    return found[0]
+from .source import detect_format, load_source
 
 
 def classifier_row(model: nn.Module) -> tuple[int, nn.Module] | None:

@@ -1,4 +1,4 @@
-"""Reading a source checkpoint (a file or a hub model name) into a flat state dict."""
+"""Reading a source checkpoint (a file or a hub model name) into a flat state dict, and telling its format."""
 
 from __future__ import annotations
 
@@ -96,3 +96,18 @@ def load_source(source: str | Path) -> tuple[StateDict, str]:
                 return normalize_keys(state_dict), str(source)
     names = ", ".join(sorted(formats()))
     raise ConversionError(f"{source}: no such file, and no source format ({names}) knows it as a model name")
+
+
+def detect_format(state_dict: StateDict, name: str | None = None) -> SourceFormat:
+    """The registered format ``name``, or the one format whose ``detect`` accepts ``state_dict``."""
+    registry = formats()
+    if name is not None:
+        if name not in registry:
+            raise ConversionError(f"unknown source format {name!r}; choose one of {sorted(registry)}")
+        return registry[name]
+    found = [fmt for fmt in registry.values() if fmt.detect(state_dict)]
+    if len(found) != 1:
+        what = "no registered format recognizes" if not found else f"several formats ({[f.name for f in found]}) claim"
+        sample = ", ".join(list(state_dict)[:6])
+        raise ConversionError(f"{what} this checkpoint (first keys: {sample}); pass the format explicitly")
+    return found[0]

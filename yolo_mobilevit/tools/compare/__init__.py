@@ -28,6 +28,7 @@ against latency, one marker per family) into the output folder (:mod:`.report`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,31 +112,30 @@ def compare(
     save_dir = increment_path(Path(project or RUNS_DIR / "compare") / (name or Path(data).stem), exist_ok=exist_ok)
     save_dir = save_dir.resolve()
     save_dir.mkdir(parents=True, exist_ok=True)
+    shared = Job(
+        spec="",
+        label="",
+        out_dir="",
+        data=data,
+        imgsz=imgsz,
+        batches=batches,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        onnx=onnx,
+        simplify=simplify,
+        gpu=gpu,
+        train=dict(recipe) if train else None,
+        pretrained=pretrained,
+        total=len(specs),
+        started=time.time(),
+    )  # what every model's job holds; each adds its own model, folder and place
     results, failed = [], []
-    started = time.time()
     for index, (spec, label) in enumerate(zip(specs, labels(specs)), 1):
         out_dir = save_dir / label
         out_dir.mkdir(exist_ok=True)
-        job = Job(
-            spec=spec,
-            label=label,
-            out_dir=str(out_dir),
-            data=data,
-            imgsz=imgsz,
-            batches=batches,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            onnx=onnx,
-            simplify=simplify,
-            gpu=gpu,
-            train=dict(recipe) if train else None,
-            validate=dict(recipe) if not train and spec.endswith(".pt") else None,
-            pretrained=pretrained,
-            index=index,
-            total=len(specs),
-            started=started,
-        )
+        validate = dict(recipe) if not train and spec.endswith(".pt") else None
+        job = replace(shared, spec=spec, label=label, out_dir=str(out_dir), validate=validate, index=index)
         print(f"\ncompare: model {index} of {len(specs)}: {label} ({spec}) -> {out_dir}", flush=True)
         code, res = launch(job)
         evaluated = train or spec.endswith(".pt")
@@ -144,25 +144,9 @@ def compare(
             failed.append(label)
         results.append(res)
 
-    settings = Settings(
-        data=data,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        seed=seed,
-        recipe=recipe,
-        pretrained=pretrained,
-        batches=batches,
-        repeats=repeats,
-        warmup=warmup,
-        threads=threads,
-        onnx=onnx,
-        simplify=simplify,
-        gpu=gpu is not None,
-        train=train,
-        accuracy=train or any(spec.endswith(".pt") for spec in specs),
-    )
-    return write(save_dir, results, failed, settings)
+    accuracy = train or any(spec.endswith(".pt") for spec in specs)
+    settings = Settings(epochs=epochs, batch=batch, seed=seed, recipe=recipe, train=train, accuracy=accuracy)
+    return write(save_dir, results, failed, shared, settings)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from typing import Any
 from .. import task_metrics
 from ..cocoeval import METRICS as COCO_METRICS
 from .inputs import FAMILIES, family
+from .jobs import Job
 from .train_val import VAL_KEYS
 
 
@@ -185,34 +186,32 @@ class Report:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every model of a comparison shared: the dataset, the recipe, the pretraining policy, what was timed."""
+    """The shared recipe's figures the report states, beside what every model's :class:`~.jobs.Job` holds."""
 
-    data: str
     epochs: int
-    imgsz: int
     batch: int
     seed: int
     recipe: dict[str, Any]  # every train argument: epochs, imgsz, batch, seed, device when given, KEY=VALUE ones
-    pretrained: str
-    batches: list[int]
-    repeats: int
-    warmup: int
-    threads: int
-    onnx: bool
-    simplify: bool
-    gpu: bool
     train: bool
     accuracy: bool  # whether models were validated (trained, or checkpoints under --no-train)
 
 
-def write(save_dir: Path, results: list[dict[str, Any]], failed: list[str], settings: Settings) -> Report:
+def write(save_dir: Path, results: list[dict[str, Any]], failed: list[str], job: Job, settings: Settings) -> Report:
     """Write ``results.md``, ``results.csv`` and (when any model has an accuracy) ``map_vs_latency.png`` into
-    ``save_dir`` from each model's ``results.json`` (``results``), rows sorted by latency."""
-    st = settings
+    ``save_dir`` from each model's ``results.json`` (``results``), rows sorted by latency; ``job``: what every
+    model's job shared (dataset, sizes, timing, pretraining policy)."""
     rows = [table_values(res) for res in results]
-    x_key, x_label = latency_key(st.batches, st.onnx, st.gpu)
+    x_key, x_label = latency_key(job.batches, job.onnx, job.gpu is not None)
     rows.sort(key=lambda r: (r.get(x_key) is None, r.get(x_key) or 0.0))  # fastest first; unmeasured last
-    cols = columns(st.imgsz, st.batches, st.onnx, st.gpu, st.train, st.accuracy, task_metrics.columns(rows))
+    cols = columns(
+        job.imgsz,
+        job.batches,
+        job.onnx,
+        job.gpu is not None,
+        settings.train,
+        settings.accuracy,
+        task_metrics.columns(rows),
+    )
     for r in rows:
         r.setdefault("pretrained", "-")  # not trained (--no-train on a YAML), or its process failed before training
     with (save_dir / "results.csv").open("w", newline="") as f:
@@ -227,19 +226,19 @@ def write(save_dir: Path, results: list[dict[str, Any]], failed: list[str], sett
             for r in rows
         ]
     )
-    head = [pretraining_policy_note(st.pretrained, st.train, rows)]
-    notes = _notes(rows, failed, save_dir, st)
+    head = [pretraining_policy_note(job.pretrained, settings.train, rows)]
+    notes = _notes(rows, failed, save_dir, job, settings)
     (save_dir / "results.md").write_text("\n\n".join(head) + "\n\n" + table + "\n" + "\n\n".join(notes) + "\n")
 
     plot_file = save_dir / "map_vs_latency.png"
-    title = f"{Path(st.data).stem}: " + (f"epochs {st.epochs}, " if st.train else "checkpoints as given, ")
-    title += f"imgsz {st.imgsz}" + (f", batch {st.batch}, seed {st.seed}" if st.train else "")
-    if not (st.accuracy and plot(rows, x_key, x_label, title, plot_file)):
+    title = f"{Path(job.data).stem}: " + (f"epochs {settings.epochs}, " if settings.train else "checkpoints as given, ")
+    title += f"imgsz {job.imgsz}" + (f", batch {settings.batch}, seed {settings.seed}" if settings.train else "")
+    if not (settings.accuracy and plot(rows, x_key, x_label, title, plot_file)):
         plot_file = None
     return Report(save_dir, save_dir / "results.md", save_dir / "results.csv", plot_file, table, failed)
 
 
-def _notes(rows: list[dict[str, Any]], failed: list[str], save_dir: Path, st: Settings) -> list[str]:
+def _notes(rows: list[dict[str, Any]], failed: list[str], save_dir: Path, job: Job, settings: Settings) -> list[str]:
     """The paragraphs below the table: the environment, how each figure was measured, noise and failures."""
     import torch
     import ultralytics
@@ -247,37 +246,39 @@ def _notes(rows: list[dict[str, Any]], failed: list[str], save_dir: Path, st: Se
     rss_method = next((r["rss_method"] for r in rows if "rss_method" in r), "-")
     gpu_name = next((r["gpu_name"] for r in rows if "gpu_name" in r), None)
     ort_version = next((r["ort_version"] for r in rows if "ort_version" in r), None)
-    env = f"data {st.data}; torch {torch.__version__}, ultralytics {ultralytics.__version__}"
+    env = f"data {job.data}; torch {torch.__version__}, ultralytics {ultralytics.__version__}"
     env += f", onnxruntime {ort_version}" if ort_version else ""
-    env += f"; CPU {cpu_name()}, {st.threads} threads for latency" + (f"; GPU {gpu_name}" if gpu_name else "")
+    env += f"; CPU {cpu_name()}, {job.threads} threads for latency" + (f"; GPU {gpu_name}" if gpu_name else "")
     latency = (
         f"Latency: model forward only (no pre-processing or NMS), fp32, fused as `yolo predict` runs it, random "
-        f"{st.imgsz}x{st.imgsz} input, median of {st.repeats} runs after {st.warmup} warm-up runs"
+        f"{job.imgsz}x{job.imgsz} input, median of {job.repeats} runs after {job.warmup} warm-up runs"
     )
-    if st.onnx:
+    if job.onnx:
         latency += "; ONNX Runtime on a static Ultralytics ONNX export per batch size"
-        latency += "" if st.simplify else " (not simplified)"
+        latency += "" if job.simplify else " (not simplified)"
     memory = f"Peak memory: above what was resident before the runs; CPU: process RSS ({rss_method})"
-    memory += "; GPU: torch.cuda.max_memory_allocated" if st.gpu else ""
+    memory += "; GPU: torch.cuda.max_memory_allocated" if job.gpu else ""
     gflops = (
-        f"GFLOPs at {st.imgsz}x{st.imgsz} = 2 x MACs: Ultralytics' figure (thop) and torch's FLOP counter with "
+        f"GFLOPs at {job.imgsz}x{job.imgsz} = 2 x MACs: Ultralytics' figure (thop) and torch's FLOP counter with "
         "attention counted (yolo_mobilevit.tools.flops.count_macs)."
     )
     notes = [env, gflops, latency + ".", memory + "."]
-    if st.repeats < 5:
-        notes.append(f"Timing noise: {st.repeats} timed run(s) per latency figure; medians of so few runs are noisy.")
-    if st.train:
-        extra = ", ".join(f"{k}={v}" for k, v in st.recipe.items() if k not in {"epochs", "imgsz", "batch", "seed"})
+    if job.repeats < 5:
+        notes.append(f"Timing noise: {job.repeats} timed run(s) per latency figure; medians of so few runs are noisy.")
+    if settings.train:
+        extra = ", ".join(
+            f"{k}={v}" for k, v in settings.recipe.items() if k not in {"epochs", "imgsz", "batch", "seed"}
+        )
         train_threads = ", ".join(sorted({str(r["train_threads"]) for r in rows if "train_threads" in r})) or "-"
         timed = (
             "train img/s over the training epochs after the first (the first pays data loader start-up and caches)"
-            if st.epochs > 1
+            if settings.epochs > 1
             else "train img/s over the one training epoch, warm-up included (data loader start-up, caches, first "
             "iterations): warm-up-bound, it under-reads steady-state throughput"
         )
         notes.append(
-            f"Training: same recipe for every model, YOLO(model).train(epochs={st.epochs}, imgsz={st.imgsz}, "
-            f"batch={st.batch}, seed={st.seed}{', ' + extra if extra else ''}, pretrained=False, then the pretraining "
+            f"Training: same recipe for every model, YOLO(model).train(epochs={settings.epochs}, imgsz={job.imgsz}, "
+            f"batch={settings.batch}, seed={settings.seed}{', ' + extra if extra else ''}, pretrained=False, then the pretraining "
             f"policy at the top); {timed} "
             f"(validation excluded; torch threads as Ultralytics sets them: {train_threads}); "
             + (
@@ -288,16 +289,16 @@ def _notes(rows: list[dict[str, Any]], failed: list[str], save_dir: Path, st: Se
             + " Rows sorted by latency."
         )
         images = min((r["train_images"] for r in rows if r.get("train_images")), default=None)
-        if images is not None and images < 4 * st.batch:
+        if images is not None and images < 4 * settings.batch:
             notes.append(
-                f"Timing noise: {images} training images, fewer than 4 batches of {st.batch}: train img/s mostly "
+                f"Timing noise: {images} training images, fewer than 4 batches of {settings.batch}: train img/s mostly "
                 "measures start-up and per-batch overhead; do not rank models on it."
             )
-    elif st.accuracy:
+    elif settings.accuracy:
         notes.append(
             "No training (--no-train): checkpoints validated as they are, YOLO(model.pt).val() and "
-            f"`yolo-mobilevit cocoeval` on the dataset's val split at imgsz {st.imgsz}"
-            + "".join(f", {k}={v}" for k, v in st.recipe.items() if k in VAL_KEYS)
+            f"`yolo-mobilevit cocoeval` on the dataset's val split at imgsz {job.imgsz}"
+            + "".join(f", {k}={v}" for k, v in settings.recipe.items() if k in VAL_KEYS)
             + "; model YAMLs (untrained) are not validated. Rows sorted by latency."
         )
     if failed:
