@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import CFG, dataset_yaml, seed_fonts, train_args, yolo
+from conftest import CFG, dataset_yaml, python, seed_fonts, train_args, yolo
 from mobilevit_refs import backbone_counts, features_only, randomize_norms, reference, rel_err, timm_p3_p5
 from torch import nn
 
@@ -265,6 +265,27 @@ def test_yaml_naming_its_own_weights_file(patched: Path, tmp_path: Path) -> None
     t = trainer(tmp_path, path)
     t.setup_model()
     assert_backbone_equals(t.model, xxs_taps)
+
+
+def test_weights_store_stands_apart_from_conversion(tmp_path: Path) -> None:
+    """Finding weights (cache, mirror, network) reads none: a fresh interpreter resolves a name from a mirror folder
+    with neither torch nor the converter imported."""
+    mirror = tmp_path / "mirror"
+    (mirror / "timm").mkdir(parents=True)
+    (mirror / "timm" / "mobilevit_xxs.cvnets_in1k.pth").write_bytes(b"not read")
+    out = python(
+        f"""
+        import os, sys
+        os.environ[{weights_store.MIRROR_ENV!r}] = {str(mirror)!r}
+        from yolo_mobilevit import weights_store
+        weights_store.cache_dir = lambda: __import__("pathlib").Path({str(tmp_path / "cache")!r})
+        print("FOUND", weights_store.fetch("timm/mobilevit_xxs.cvnets_in1k").read_bytes())
+        print("IMPORTED", sorted(m for m in ("torch", "yolo_mobilevit.convert") if m in sys.modules))
+        """,
+        cwd=tmp_path,
+    ).stdout
+    assert "FOUND b'not read'" in out and "IMPORTED []" in out, out
+    assert (tmp_path / "cache" / "timm" / "mobilevit_xxs.cvnets_in1k.pth").is_file()
 
 
 def test_bad_weights_name_is_refused_clearly() -> None:
