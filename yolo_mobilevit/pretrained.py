@@ -51,16 +51,18 @@ class ReferenceWeights(nn.Module):
 def is_reference_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a reference checkpoint (a tensor state dict, possibly wrapped) rather than an Ultralytics
     one. ``.pth``/``.bin``/``.safetensors`` always are (Ultralytics only reads ``.pt``); a ``.pt`` is when its pickle
-    refers to no ``ultralytics`` class. Read without unpickling."""
-    from .checkpoints import _pickle_bytes
-
+    refers to no ``ultralytics`` class. Read without unpickling; a file torch cannot list (damaged, legacy format) is
+    left to Ultralytics and its error messages."""
     path = Path(path)
     if not path.is_file() or path.suffix.lower() not in EXTENSIONS:
         return False
     if path.suffix.lower() != ".pt":
         return True
-    data = _pickle_bytes(path)
-    return data is not None and b"ultralytics." not in data
+    try:
+        classes = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001  not a torch zip checkpoint, or a damaged one
+        return False
+    return not any(name.startswith("ultralytics.") for name in classes)
 
 
 def read_reference(path: str | Path) -> ReferenceWeights:
