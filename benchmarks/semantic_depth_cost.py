@@ -20,7 +20,7 @@ import torch
 from ultralytics import YOLO
 
 import yolo_mobilevit
-from yolo_mobilevit.tools.compare import _cpu_name, markdown, model_stats
+from yolo_mobilevit.tools.compare import cpu_name, markdown, model_stats
 from yolo_mobilevit.tools.timing import interleaved_latency
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def main() -> None:
     yolo_mobilevit.register()
     torch.set_num_threads(args.threads)
     note = (
-        f"torch {torch.__version__}, {args.threads} threads on {_cpu_name()}, batch 1 "
+        f"torch {torch.__version__}, {args.threads} threads on {cpu_name()}, batch 1 "
         f"fp32 eager, median of {args.repeats} forwards after {args.warmup} warm-up ones, round-robin per table"
     )
     text = "".join(

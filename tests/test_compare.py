@@ -208,7 +208,7 @@ def test_imagenet_start_loads_the_classifier_backbone_into_a_stock_detector(tmp_
 
     mirror = imagenet_mirror(tmp_path / "mirror")
     monkeypatch.setenv("YOLO_MOBILEVIT_WEIGHTS_MIRROR", str(mirror))
-    monkeypatch.setattr("yolo_mobilevit.pretrained.cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("yolo_mobilevit.weights_store.cache_dir", lambda: tmp_path / "cache")
     model = YOLO("yolov8n.yaml").model
     assert classifier_name(model) == "yolov8n-cls.pt"
     assert classifier_name(YOLO("yolo26s.yaml").model) == "yolo26s-cls.pt"

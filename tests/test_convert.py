@@ -243,7 +243,7 @@ def test_model_name_download_failure_is_short_and_named(name: str, library: str,
     import socket
     import urllib.error
 
-    from yolo_mobilevit.pretrained import HTTP_TIMEOUT
+    from yolo_mobilevit.weights_store import HTTP_TIMEOUT
 
     timeouts = []
 

@@ -159,15 +159,15 @@ def test_classifier_without_token_dim_refuses_tokens(tmp_path):
 
 def test_default_weights_come_from_the_mirror(tmp_path, monkeypatch):
     """backbone_weights: mobileformer/mobile_former_26m -> <mirror>/mobileformer/mobile_former_26m.pth, no network."""
-    from yolo_mobilevit import pretrained
+    from yolo_mobilevit import pretrained, weights_store
 
     source = official_state_dict("26m", seed=4)
     mirror = tmp_path / "mirror" / "mobileformer"
     mirror.mkdir(parents=True)
     torch.save({"state_dict": source}, mirror / "mobile_former_26m.pth")
-    monkeypatch.setenv(pretrained.MIRROR_ENV, str(mirror.parent))
+    monkeypatch.setenv(weights_store.MIRROR_ENV, str(mirror.parent))
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    monkeypatch.setattr(pretrained, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(weights_store, "cache_dir", lambda: tmp_path / "cache")
     model = build_model(ROOT / "cfg" / "yolov8-mobileformer-26m.yaml")
     assert model.yaml["backbone_weights"] == "mobileformer/mobile_former_26m"
     assert pretrained.load_default_weights(model, network=False) == sum(_is_backbone(k) for k in source)

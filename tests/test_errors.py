@@ -62,7 +62,7 @@ def test_good_rows_build(tmp_path):
         (
             2,
             "[-1, 1, MobileViTStage, [32]]",
-            "MobileViTStage expects 3 to 6 arguments [c2, d, depth, expansion=4, heads=4, dropout=0.0], got 1",
+            "MobileViTStage expects 3 to 7 arguments [c2, d, depth, expansion=4, heads=4, dropout=0.0, window=0], got 1",
         ),
         (2, "[-1, 1, MobileViTStage, [32, 64.5, 2]]", "expects d to be int, got 64.5"),
         (2, "[-1, 1, MobileViTStage, [32, 60, 2, 4, 5]]", "d=64 (after width scaling) is not divisible by heads=5"),

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from conftest import DATASETS, DROPPED_ENV, FONTS, SESSION, clean_environment, dataset_yaml, python
 
-from yolo_mobilevit import pretrained
+from yolo_mobilevit import weights_store
 
 
 def test_caller_environment_is_dropped(tmp_path: Path) -> None:
     caller = {
         "PATH": "/usr/bin",
         "YOLO_CONFIG_DIR": "/home/dev/.config",
-        pretrained.MIRROR_ENV: "/home/dev/mirror",
+        weights_store.MIRROR_ENV: "/home/dev/mirror",
         "YOLO_MOBILEVIT_AUTOLOAD": "0",
         "YOLO_MOBILEVIT_DATASETS": "/data",
         "YOLO_VERBOSE": "False",
@@ -26,9 +26,9 @@ def test_caller_environment_is_dropped(tmp_path: Path) -> None:
     assert clean["PATH"] == "/usr/bin" and clean["YOLO_MOBILEVIT_DATASETS"] == "/data"
     assert clean["YOLO_CONFIG_DIR"] == str(tmp_path / "config") and clean["YOLO_OFFLINE"] == "1"
     assert clean["TORCH_HOME"].startswith(str(tmp_path)) and clean["HF_HOME"].startswith(str(tmp_path))
-    for name in (pretrained.MIRROR_ENV, "YOLO_MOBILEVIT_AUTOLOAD", "YOLO_VERBOSE", "RANK", "HF_HUB_CACHE"):
+    for name in (weights_store.MIRROR_ENV, "YOLO_MOBILEVIT_AUTOLOAD", "YOLO_VERBOSE", "RANK", "HF_HUB_CACHE"):
         assert name not in clean, name
-    assert not (set(DROPPED_ENV) | {pretrained.MIRROR_ENV}) & set(os.environ)  # this session's own environment
+    assert not (set(DROPPED_ENV) | {weights_store.MIRROR_ENV}) & set(os.environ)  # this session's own environment
 
 
 def test_settings_and_caches_are_the_sessions() -> None:
@@ -38,7 +38,7 @@ def test_settings_and_caches_are_the_sessions() -> None:
         SESSION / "config"
     )
     assert Path(SETTINGS["weights_dir"]) == SESSION / "weights" and Path(SETTINGS["datasets_dir"]) == DATASETS
-    assert pretrained.cache_dir().is_relative_to(SESSION) and not SETTINGS["sync"]
+    assert weights_store.cache_dir().is_relative_to(SESSION) and not SETTINGS["sync"]
 
 
 def test_dataset_check_finds_the_seeded_font_without_network(tmp_path: Path) -> None:

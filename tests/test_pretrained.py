@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import CFG, dataset_yaml, seed_fonts, train_args, yolo
+from conftest import CFG, dataset_yaml, python, seed_fonts, train_args, yolo
 from mobilevit_refs import backbone_counts, features_only, randomize_norms, reference, rel_err, timm_p3_p5
 from torch import nn
 
-from yolo_mobilevit import pretrained
+from yolo_mobilevit import pretrained, weights_store
 from yolo_mobilevit.convert import ConversionError, convert_checkpoint
 from yolo_mobilevit.convert.mobilevit import cvnets_to_timm
 from yolo_mobilevit.integration import PATCHES, is_patched
@@ -38,8 +38,8 @@ def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     rows = [p for p in PATCHES if any(step.startswith("yolo_mobilevit.pretrained:") for step in p.steps)]
     assert len(rows) == 3 and all(is_patched(row) for row in rows)
     cache = tmp_path / "cache"
-    monkeypatch.setattr(pretrained, "cache_dir", lambda: cache)
-    monkeypatch.delenv(pretrained.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(weights_store, "cache_dir", lambda: cache)
+    monkeypatch.delenv(weights_store.MIRROR_ENV, raising=False)
     monkeypatch.setattr(pretrained, "_WARNED", set())
     return cache
 
@@ -172,13 +172,13 @@ def test_default_weights_from_mirror_folder_then_cache(
     mirror = tmp_path / "mirror"
     wrapper = "safetensors" if suffix == ".safetensors" else "state_dict"
     save(reference("mobilevit_xxs").state_dict(), mirror / f"timm/mobilevit_xxs.cvnets_in1k{suffix}", wrapper)
-    monkeypatch.setenv(pretrained.MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(weights_store.MIRROR_ENV, str(mirror))
     t = trainer(tmp_path, XXS)
     t.setup_model()
     assert_backbone_equals(t.model, xxs_taps)
     assert (patched / f"timm/mobilevit_xxs.cvnets_in1k{suffix}").is_file()
 
-    monkeypatch.delenv(pretrained.MIRROR_ENV)
+    monkeypatch.delenv(weights_store.MIRROR_ENV)
     t = trainer(tmp_path, XXS)
     t.setup_model()
     assert_backbone_equals(t.model, xxs_taps)
@@ -190,7 +190,7 @@ def test_default_weights_from_http_mirror(
     """A mirror given as a URL base (an HTTP server on 127.0.0.1): torchvision weights by their documented name."""
     folder, url = http_folder
     save(v3_small().state_dict(), folder / "torchvision/mobilenet_v3_small.IMAGENET1K_V1.pth", "bare")
-    monkeypatch.setenv(pretrained.MIRROR_ENV, url)
+    monkeypatch.setenv(weights_store.MIRROR_ENV, url)
     monkeypatch.setenv("YOLO_OFFLINE", "1")  # the mirror is used offline too: it is the offline machine's source
     t = trainer(tmp_path, V3S)
     t.setup_model()
@@ -217,7 +217,7 @@ def test_offline_empty_cache_warns_once_and_keeps_initialization(patched: Path, 
     assert pretrained.load_default_weights(model) is None
     assert len(seen) == 1, seen
     assert str(patched / "timm/mobilevit_xxs.cvnets_in1k.safetensors") in seen[0]
-    assert pretrained.MIRROR_ENV in seen[0] and "yolo-mobilevit convert" in seen[0] and "YOLO_OFFLINE" in seen[0]
+    assert weights_store.MIRROR_ENV in seen[0] and "yolo-mobilevit convert" in seen[0] and "YOLO_OFFLINE" in seen[0]
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
@@ -231,7 +231,7 @@ def test_failing_network_warns_instead_of_raising(patched: Path, monkeypatch: py
     monkeypatch.delenv("YOLO_OFFLINE", raising=False)
     seen = _warnings(monkeypatch)
     model = nn.Module()
-    model.yaml = {pretrained.WEIGHTS_KEY: f"http://127.0.0.1:{port}/mobilevit_xxs.pth"}
+    model.yaml = {weights_store.WEIGHTS_KEY: f"http://127.0.0.1:{port}/mobilevit_xxs.pth"}
     assert pretrained.load_default_weights(model) is None
     assert len(seen) == 1 and "fetching failed" in seen[0], seen
 
@@ -259,7 +259,7 @@ def test_yaml_naming_its_own_weights_file(patched: Path, tmp_path: Path) -> None
 
     weights = save(reference("mobilevit_xxs").state_dict(), tmp_path / "mine.pth", "bare")
     cfg = yaml.safe_load((CFG / "yolov8-mobilevit-xxs.yaml").read_text())
-    cfg[pretrained.WEIGHTS_KEY] = str(weights)
+    cfg[weights_store.WEIGHTS_KEY] = str(weights)
     path = tmp_path / "yolov8n-mine.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t = trainer(tmp_path, path)
@@ -267,9 +267,30 @@ def test_yaml_naming_its_own_weights_file(patched: Path, tmp_path: Path) -> None
     assert_backbone_equals(t.model, xxs_taps)
 
 
+def test_weights_store_stands_apart_from_conversion(tmp_path: Path) -> None:
+    """Finding weights (cache, mirror, network) reads none: a fresh interpreter resolves a name from a mirror folder
+    with neither torch nor the converter imported."""
+    mirror = tmp_path / "mirror"
+    (mirror / "timm").mkdir(parents=True)
+    (mirror / "timm" / "mobilevit_xxs.cvnets_in1k.pth").write_bytes(b"not read")
+    out = python(
+        f"""
+        import os, sys
+        os.environ[{weights_store.MIRROR_ENV!r}] = {str(mirror)!r}
+        from yolo_mobilevit import weights_store
+        weights_store.cache_dir = lambda: __import__("pathlib").Path({str(tmp_path / "cache")!r})
+        print("FOUND", weights_store.fetch("timm/mobilevit_xxs.cvnets_in1k").read_bytes())
+        print("IMPORTED", sorted(m for m in ("torch", "yolo_mobilevit.convert") if m in sys.modules))
+        """,
+        cwd=tmp_path,
+    ).stdout
+    assert "FOUND b'not read'" in out and "IMPORTED []" in out, out
+    assert (tmp_path / "cache" / "timm" / "mobilevit_xxs.cvnets_in1k.pth").is_file()
+
+
 def test_bad_weights_name_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match=r"backbone_weights: 'mobilevit_xs' is not a weights name"):
-        pretrained.relative_name("mobilevit_xs")
+        weights_store.relative_name("mobilevit_xs")
 
 
 # ---- colour order ------------------------------------------------------------------------------------------------
@@ -367,7 +388,7 @@ def _yolo(args: list[str], tmp_path: Path, env: dict[str, str]):
 def test_cli_train_fetches_from_http_mirror_once(tmp_path: Path, http_folder) -> None:
     folder, url = http_folder
     save(reference("mobilevit_xxs").state_dict(), folder / "timm/mobilevit_xxs.cvnets_in1k.pth", "bare")
-    env = _cli_env(tmp_path, **{pretrained.MIRROR_ENV: url})
+    env = _cli_env(tmp_path, **{weights_store.MIRROR_ENV: url})
     proc = _yolo(train_args(XXS, tmp_path), tmp_path, env)
     log = proc.stdout + proc.stderr
     tensors, _ = backbone_counts("mobilevit_xxs")

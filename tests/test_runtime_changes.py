@@ -44,6 +44,7 @@ OWN_OBJECTS = {
     f"{P}builder:make_parse_model": "nchw_out on the plugin's own modules (the logger filter is a row)",
     f"{P}checkpoints:gray_stem_copy": "a deep copy of the checkpoint's model, made to be adapted",
     f"{P}convert.core:convert_checkpoint": "the model conversion builds and its own report",
+    f"{P}convert.core:load_converted": "its own conversion report",
     f"{P}convert.mobilenet:make_mapper": "the name of a mapping function it defines",
     f"{P}convert.mobilevit:_mapper": "the name of a mapping function it defines",
     f"{P}convert.mobilevit:_cvnets_mapper": "the name of a mapping function it defines",

@@ -462,7 +462,7 @@ def test_compare_reports_dense_task_metrics(tmp_path: Path):
     """compare's task-keyed hook: a semantic (depth) validation gives mIoU (delta1, AbsRel) columns, the plot's
     accuracy axis and a models' accuracy; detection keeps mAP."""
     from yolo_mobilevit.tools import task_metrics
-    from yolo_mobilevit.tools.compare import _columns, accuracy_key, plot
+    from yolo_mobilevit.tools.compare import accuracy_key, columns, plot
 
     semantic = types.SimpleNamespace(results_dict={"metrics/mIoU": 0.25, "metrics/pixel_acc": 0.5, "fitness": 0.25})
     depth = types.SimpleNamespace(results_dict={"metrics/delta1": 0.7, "metrics/abs_rel": 0.2, "metrics/rmse": 1.5})
@@ -474,9 +474,9 @@ def test_compare_reports_dense_task_metrics(tmp_path: Path):
         {"model": "yolo26n-mobilevit-sem", "ort_ms_b1": 4.0, "task": "semantic", "miou": 0.3, "pixel_acc": 0.6},
     ]
     assert all(task_metrics.has_accuracy(r) for r in rows) and not task_metrics.has_accuracy({"model": "x"})
-    headers = [h for _, h, _ in _columns(64, [1], True, False, True, True, task_metrics.columns(rows))]
+    headers = [h for _, h, _ in columns(64, [1], True, False, True, True, task_metrics.columns(rows))]
     assert headers[-3:] == ["train img/s", "mIoU", "pixel acc"] and "mAP50" not in headers
-    assert "mAP50" in [h for _, h, _ in _columns(64, [1], True, False, True, True, task_metrics.columns([{}]))]
+    assert "mAP50" in [h for _, h, _ in columns(64, [1], True, False, True, True, task_metrics.columns([{}]))]
     assert accuracy_key(rows) == ("miou", "mIoU (Ultralytics val, metrics/mIoU)")
     assert plot(rows, "ort_ms_b1", "latency", "semantic", tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000

@@ -179,7 +179,7 @@ RUNTIME_CHANGES: tuple[RuntimeChange, ...] = (
                   "tflite INT8 with attention: a subclass adds the transformer-aware recipe (process-wide)"),
     RuntimeChange("openvino", "Core", "export:openvino_export_precision", "call",
                   "loading a plugin export: compile_model adds its recorded precision (process-wide)"),
-    RuntimeChange("socket", "setdefaulttimeout", "convert.core:_load_name", "call",
+    RuntimeChange("socket", "setdefaulttimeout", "convert.source:_load_name", "call",
                   "a download by model name (timm, torchvision) fails within HTTP_TIMEOUT instead of hanging"),
 )  # fmt: skip
 

@@ -1,32 +1,26 @@
-"""Reference weights straight into plugin configs, without a separate ``yolo-mobilevit convert`` step.
+"""Reference weights straight into plugin configs, without a separate ``yolo-mobilevit convert`` step, and the
+trainer hooks that make it happen.
 
 - ``pretrained=FILE`` / ``YOLO(cfg).load(FILE)`` with any checkpoint the converter reads (timm, torchvision, ml-cvnets,
   official Mobile-Former; ``.pth``/``.pt``/``.bin``/``.safetensors``; bare or wrapped state dicts): Ultralytics'
-  ``torch_safe_load`` returns a :class:`ReferenceWeights` stand-in instead of failing on a bare state dict, and
-  ``BaseModel.load`` converts it onto the model being built with :mod:`yolo_mobilevit.convert` (refusing a mismatch
+  ``torch_safe_load`` returns a :class:`ReferenceWeights` stand-in instead of failing on a bare state dict
+  (:func:`make_torch_safe_load`), and ``BaseModel.load`` converts it onto the model being built (:func:`make_load`)
+  with :mod:`yolo_mobilevit.convert`'s pipeline (:func:`yolo_mobilevit.convert.load_converted`, refusing a mismatch
   as ``convert`` does). Ultralytics checkpoints take Ultralytics' own path, unchanged.
 - Pretrained by default: a config names its reference weights in the top-level YAML key ``backbone_weights``
   (``timm/mobilevit_xs.cvnets_in1k``, ``torchvision/mobilenet_v3_large.IMAGENET1K_V2``, a file path or a URL; null for
   none). When training builds a plugin config from its YAML with Ultralytics' default ``pretrained=True`` (and not
-  ``resume``), :func:`load_default_weights` finds them (cache, then the mirror, then the network), converts them and
-  loads them into the backbone rows. Offline with an empty cache it warns once and training starts from scratch.
+  ``resume``), :func:`make_setup_model`'s hook calls :func:`load_default_weights`, which has the weights store
+  (:mod:`yolo_mobilevit.weights_store`: cache, mirror, network) find them, converts them and loads them into the
+  backbone rows. Offline with an empty cache it warns once and training starts from scratch.
 
-Weights are cached as fetched under ``SETTINGS["weights_dir"]/yolo_mobilevit/`` with the layout a mirror uses
-(``timm/mobilevit_xs.cvnets_in1k.safetensors``), so a filled cache folder can be copied to machines without internet
-and named by ``YOLO_MOBILEVIT_WEIGHTS_MIRROR`` (a folder or an ``http(s)://`` base). Conversion itself takes
-milliseconds and runs at every build, so one cached file serves every config with that backbone (detect, seg, cls).
+Conversion takes milliseconds and runs at every build, so one cached file serves every config with that backbone
+(detect, seg, cls). Two pieces of process state: the models that received weights through ``BaseModel.load`` (a weak
+set, so the default weights never overwrite them) and the weights names already warned about.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import tempfile
-import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 import weakref
 from pathlib import Path
 from typing import Any
@@ -34,20 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .network import HTTP_TIMEOUT, offline
+from .weights_store import EXTENSIONS, WEIGHTS_KEY, WeightsUnavailable, fetch
 
-WEIGHTS_KEY = "backbone_weights"
-MIRROR_ENV = "YOLO_MOBILEVIT_WEIGHTS_MIRROR"
-EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for a name without one
-CACHE_FOLDER = "yolo_mobilevit"
-
-_LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
 _LOADED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models that received weights through BaseModel.load
-_WARNED: set[str] = set()
-
-
-class WeightsUnavailable(RuntimeError):
-    """The weights a config names are in neither the cache nor the mirror, and the network could not provide them."""
+_WARNED: set[str] = set()  # backbone_weights names whose absence was warned about (once per process)
 
 
 class ReferenceWeights(nn.Module):
@@ -67,16 +51,18 @@ class ReferenceWeights(nn.Module):
 def is_reference_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a reference checkpoint (a tensor state dict, possibly wrapped) rather than an Ultralytics
     one. ``.pth``/``.bin``/``.safetensors`` always are (Ultralytics only reads ``.pt``); a ``.pt`` is when its pickle
-    refers to no ``ultralytics`` class. Read without unpickling."""
-    from .checkpoints import _pickle_bytes
-
+    refers to no ``ultralytics`` class. Read without unpickling; a file torch cannot list (damaged, legacy format) is
+    left to Ultralytics and its error messages."""
     path = Path(path)
     if not path.is_file() or path.suffix.lower() not in EXTENSIONS:
         return False
     if path.suffix.lower() != ".pt":
         return True
-    data = _pickle_bytes(path)
-    return data is not None and b"ultralytics." not in data
+    try:
+        classes = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001  not a torch zip checkpoint, or a damaged one
+        return False
+    return not any(name.startswith("ultralytics.") for name in classes)
 
 
 def read_reference(path: str | Path) -> ReferenceWeights:
@@ -103,6 +89,15 @@ def make_torch_safe_load(original: Any) -> Any:
 # ---- converting onto a model ------------------------------------------------------------------------------------
 
 
+def _takes_head(model: nn.Module, source: dict[str, torch.Tensor], head: Any) -> bool:
+    """Whether ``model`` ends in a ``Classifier`` row with as many classes as the source's classifier ``head``."""
+    from .convert.core import classifier_row
+
+    found = classifier_row(model)
+    fc = source.get(f"{head.fc}.weight") if found is not None and head is not None else None
+    return fc is not None and fc.shape[0] == found[1].fc.out_features
+
+
 def apply_reference(
     model: nn.Module, weights: ReferenceWeights, swap_rb: bool | None = None, verbose: bool = True
 ) -> int:
@@ -111,35 +106,24 @@ def apply_reference(
     and is otherwise left initialized (as Ultralytics' transfer skips a head of another ``nc``).
 
     Raises :class:`yolo_mobilevit.convert.ConversionError` when the checkpoint does not fit the backbone."""
-    from .convert import map_weights
-    from .convert.core import classifier_row, decide_swap_rb, detect_format, swap_stem_channels
+    from .convert.core import classifier_row, load_converted
+    from .convert.source import detect_format
 
     source = weights.source_state_dict
     fmt = detect_format(source)
-    head = False
-    found = classifier_row(model)
-    if found is not None and fmt.head is not None:
-        fc = source.get(f"{fmt.head.fc}.weight")
-        head = fc is not None and fc.shape[0] == found[1].fc.out_features
-    mapped, report = map_weights(source, model, fmt, strict=True, label=weights.origin, head=head)
-    swap, why = decide_swap_rb(fmt, swap_rb)
-    if swap:
-        mapped = swap_stem_channels(mapped, model)
-    reference = next(iter(model.parameters()), None)
-    model.load_state_dict(
-        {k: v.to(reference.device if reference is not None else "cpu") for k, v in mapped.items()}, strict=False
-    )
+    head = _takes_head(model, source, fmt.head)
+    report, why = load_converted(model, source, fmt, label=weights.origin, swap_rb=swap_rb, head=head)
     if verbose:
         from ultralytics.utils import LOGGER
 
-        extra = f"; {why}" if swap else ""
-        if found is not None and not head:
+        extra = f"; {why}" if report.swapped_rb else ""
+        if classifier_row(model) is not None and not head:
             extra += "; classifier left initialized (other class count)"
         LOGGER.info(
-            f"yolo-mobilevit: loaded {len(mapped)} backbone tensors ({report.loaded_params:,} parameters) from "
+            f"yolo-mobilevit: loaded {len(report.loaded)} backbone tensors ({report.loaded_params:,} parameters) from "
             f"{weights.origin} ({fmt.name}){extra}"
         )
-    return len(mapped)
+    return len(report.loaded)
 
 
 def make_load(original: Any) -> Any:
@@ -164,197 +148,7 @@ def received_weights(model: nn.Module) -> bool:
     return model in _LOADED
 
 
-# ---- finding a config's weights ---------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where fetched reference weights are kept: ``SETTINGS["weights_dir"]/yolo_mobilevit``."""
-    from ultralytics.utils import SETTINGS
-
-    return Path(SETTINGS["weights_dir"]) / CACHE_FOLDER
-
-
-def relative_name(spec: str) -> str:
-    """The path of ``spec``'s file inside the cache and a mirror, without extension for library names:
-    ``timm/mobilevit_xs.cvnets_in1k``, ``torchvision/mobilenet_v2.IMAGENET1K_V2``; a URL's file name."""
-    if spec.startswith(("http://", "https://")):
-        return spec.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    library, _, name = spec.partition("/")
-    if library not in _LIBRARIES or not name or "/" in name:
-        raise ValueError(
-            f"{WEIGHTS_KEY}: {spec!r} is not a weights name; expected 'timm/<model>.<tag>', "
-            "'torchvision/<model>.<WEIGHTS>', 'mobileformer/<model>', a file path or an http(s) URL"
-        )
-    return spec
-
-
-def _candidates(relative: str) -> list[str]:
-    return [relative] if relative.lower().endswith(EXTENSIONS) else [relative + ext for ext in EXTENSIONS]
-
-
-def _cached(relative: str) -> Path | None:
-    return next((p for name in _candidates(relative) if (p := cache_dir() / name).is_file()), None)
-
-
-def _download(url: str, dest: Path) -> Path:
-    """``url`` -> ``dest`` through a temporary file in the same folder (renamed when complete, so a reader never
-    sees half a file). HTTP errors propagate."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                shutil.copyfileobj(response, f, length=1 << 20)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return dest
-
-
-def _copy(src: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return dest
-
-
-def _from_mirror(relative: str) -> Path | None:
-    mirror = os.environ.get(MIRROR_ENV, "").strip()
-    if not mirror:
-        return None
-    for name in _candidates(relative):
-        if mirror.startswith(("http://", "https://")):
-            try:
-                return _download(f"{mirror.rstrip('/')}/{name}", cache_dir() / name)
-            except urllib.error.HTTPError as e:
-                if e.code == 404:
-                    continue
-                raise
-        elif (Path(mirror) / name).is_file():
-            return _copy(Path(mirror) / name, cache_dir() / name)
-    return None
-
-
-def _network_sources(spec: str, relative: str) -> list[tuple[str, str]]:
-    """``[(url, cache file name), ...]`` to try for ``spec``, in order."""
-    if spec.startswith(("http://", "https://")):
-        return [(spec, relative)]
-    library, _, name = spec.partition("/")
-    if library == "timm":
-        return [
-            (f"https://huggingface.co/timm/{name}/resolve/main/{file}", f"{relative}{ext}")
-            for file, ext in (("model.safetensors", ".safetensors"), ("pytorch_model.bin", ".bin"))
-        ]
-    if library == "torchvision":
-        from torchvision.models import get_model_weights
-
-        model, _, tag = name.partition(".")
-        try:
-            url = get_model_weights(model)[tag or "DEFAULT"].url
-        except (KeyError, ValueError) as e:
-            raise WeightsUnavailable(f"torchvision has no weights {name!r} ({e})") from e
-        return [(url, f"{relative}.pth")]
-    # mobileformer: the official release files are not on a stable URL; use the mirror or the cache. ultralytics:
-    # its own download (yolo_mobilevit.tools.pretraining.find_classifier)
-    return []
-
-
-def _check_reachable(url: str) -> None:
-    """Raise OSError unless ``url``'s host accepts a TCP connection within ``HTTP_TIMEOUT``, name lookup included
-    (``getaddrinfo`` has no timeout of its own, and a request to an unreachable host may hang instead of failing)."""
-    parts = urllib.parse.urlsplit(url)
-    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-    outcome: list[OSError | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection(address, timeout=HTTP_TIMEOUT).close()
-            outcome.append(None)
-        except OSError as e:
-            outcome.append(e)
-
-    probe = threading.Thread(target=connect, daemon=True)
-    probe.start()
-    probe.join(HTTP_TIMEOUT)
-    if not outcome:
-        raise TimeoutError(f"{address[0]}:{address[1]} did not answer within {HTTP_TIMEOUT:.0f} s")
-    if outcome[0] is not None:
-        raise outcome[0]
-
-
-def _from_network(spec: str, relative: str) -> Path:
-    library, _, name = spec.partition("/")
-    sources = _network_sources(spec, relative)
-    if not sources:
-        raise WeightsUnavailable(f"{spec} has no download location")
-    _check_reachable(sources[0][0])
-    if library == "timm":
-        try:
-            from huggingface_hub import hf_hub_download
-        except ImportError:
-            pass
-        else:
-            import huggingface_hub.errors as hf_errors
-
-            for file, ext in (("model.safetensors", ".safetensors"), ("pytorch_model.bin", ".bin")):
-                try:
-                    path = hf_hub_download(repo_id=f"timm/{name}", filename=file, etag_timeout=HTTP_TIMEOUT)
-                except hf_errors.EntryNotFoundError:
-                    continue
-                return _copy(Path(path), cache_dir() / f"{relative}{ext}")
-    last: Exception | None = None
-    for url, file in sources:
-        try:
-            return _download(url, cache_dir() / file)
-        except urllib.error.HTTPError as e:
-            last = e
-            if e.code != 404:
-                break
-    raise WeightsUnavailable(f"could not download {spec}: {last}")
-
-
-def fetch(spec: str, network: bool = True) -> Path:
-    """The local file of the weights ``spec`` names: the file itself for a path; else the cache, the mirror
-    (``$YOLO_MOBILEVIT_WEIGHTS_MIRROR``) or, unless ``network`` is False or ``YOLO_OFFLINE`` is set, a download
-    (timm names through huggingface_hub when installed, torchvision names from torchvision's URL, plain HTTP with a
-    short timeout otherwise), which is then cached.
-
-    Raises :class:`WeightsUnavailable` saying where it looked and how to provide the file."""
-    path = Path(spec).expanduser()
-    if not spec.startswith(("http://", "https://")) and (path.is_file() or path.suffix.lower() in EXTENSIONS):
-        if path.is_file():
-            return path
-        raise WeightsUnavailable(f"{WEIGHTS_KEY}: {spec} is not a file")
-    relative = relative_name(spec)
-    found = _cached(relative)
-    if found is not None:
-        return found
-    problem = "not in the cache"
-    try:
-        found = _from_mirror(relative)
-        if found is not None:
-            return found
-        if os.environ.get(MIRROR_ENV):
-            problem += f" nor in the mirror {os.environ[MIRROR_ENV]}"
-        if not network or offline():
-            problem += ", and downloads are off" + (" (YOLO_OFFLINE)" if offline() else "")
-        else:
-            return _from_network(spec, relative)
-    except WeightsUnavailable as e:
-        problem += f"; {e}"
-    except (OSError, urllib.error.URLError, ValueError, RuntimeError) as e:  # network down, DNS, timeouts, hub errors
-        problem += f"; fetching failed ({type(e).__name__}: {e})"
-    files = " or ".join(_candidates(relative)[:2])
-    raise WeightsUnavailable(
-        f"{spec}: {problem}. Put the file at {cache_dir() / _candidates(relative)[0]} (or in a folder / URL named by "
-        f"{MIRROR_ENV}, as {files}), or convert it yourself: yolo-mobilevit convert FILE --cfg CFG -o W.pt, then "
-        "train with pretrained=W.pt"
-    )
+# ---- a config's default weights ---------------------------------------------------------------------------------
 
 
 def load_default_weights(model: nn.Module, network: bool = True) -> int | None:
@@ -418,16 +212,13 @@ def make_setup_model(original: Any) -> Any:
 
 
 __all__ = [
-    "MIRROR_ENV",
-    "WEIGHTS_KEY",
     "ReferenceWeights",
-    "WeightsUnavailable",
     "apply_reference",
-    "cache_dir",
-    "fetch",
     "is_reference_checkpoint",
     "load_default_weights",
     "make_load",
     "make_setup_model",
     "make_torch_safe_load",
+    "read_reference",
+    "received_weights",
 ]

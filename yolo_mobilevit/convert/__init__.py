@@ -48,7 +48,7 @@ module that is not installed yet is skipped). At import it calls :func:`register
 
 from __future__ import annotations
 
-from .core import ConversionReport, convert_checkpoint, load_source, map_weights
+from .core import convert_checkpoint, load_converted, map_weights
 from .registry import (
     FAMILY_MODULES,
     FORMATS,
@@ -63,6 +63,8 @@ from .registry import (
     rescale_bn_weight,
     weighted_rows,
 )
+from .report import ConversionReport
+from .source import load_source
 
 __all__ = [
     "FAMILY_MODULES",
@@ -75,6 +77,7 @@ __all__ = [
     "StateDict",
     "convert_checkpoint",
     "formats",
+    "load_converted",
     "load_source",
     "map_by_name",
     "map_weights",

@@ -3,7 +3,7 @@
 - ``none``: every model from scratch (``pretrained=False``, plugin configs too: their ``backbone_weights`` are not
   loaded).
 - ``imagenet``: every backbone from ImageNet. A plugin config loads the reference weights its ``backbone_weights``
-  names (:mod:`yolo_mobilevit.pretrained`: cache, ``YOLO_MOBILEVIT_WEIGHTS_MIRROR``, network). A stock YOLOv8 /
+  names (:mod:`yolo_mobilevit.weights_store`: cache, ``YOLO_MOBILEVIT_WEIGHTS_MIRROR``, network). A stock YOLOv8 /
   YOLO11 / YOLO26 config loads Ultralytics' ImageNet classifier of the same model and scale (``yolov8n-cls.pt``,
   ``yolo11n-cls.pt``, ``yolo26n-cls.pt``), found where Ultralytics looks (the working directory, then
   ``SETTINGS["weights_dir"]``), then in the plugin's weights store (``ultralytics/<name>`` in its cache or mirror),
@@ -45,33 +45,31 @@ def classifier_name(model: nn.Module) -> str | None:
 
 def find_classifier(name: str) -> Path:
     """The local file of Ultralytics' classifier checkpoint ``name`` (see the module docstring for where it looks).
-    Raises :class:`yolo_mobilevit.pretrained.WeightsUnavailable` naming the places."""
+    Raises :class:`yolo_mobilevit.weights_store.WeightsUnavailable` naming the places."""
     from ultralytics.utils import SETTINGS
 
-    from ..pretrained import MIRROR_ENV, WeightsUnavailable, _cached, _from_mirror, cache_dir
+    from .. import weights_store as store
 
     for path in (Path(name), Path(SETTINGS["weights_dir"]) / name):
         if path.is_file():
             return path
     relative = f"ultralytics/{name}"
-    found = _cached(relative) or _from_mirror(relative)
+    found = store.cached(relative) or store.from_mirror(relative)
     if found is not None:
         return found
-    store = f"nor at {cache_dir() / relative}" + (
-        f" or in the mirror {os.environ[MIRROR_ENV]}" if os.environ.get(MIRROR_ENV) else ""
+    where = f"{name} not in {SETTINGS['weights_dir']} nor at {store.cache_dir() / relative}" + (
+        f" or in the mirror {os.environ[store.MIRROR_ENV]}" if os.environ.get(store.MIRROR_ENV) else ""
     )
-    if os.environ.get("YOLO_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        raise WeightsUnavailable(
-            f"{name} not in {SETTINGS['weights_dir']} {store}, and downloads are off (YOLO_OFFLINE)"
-        )
+    if store.offline():
+        raise store.WeightsUnavailable(f"{where}, and downloads are off (YOLO_OFFLINE)")
     from ultralytics.utils.downloads import attempt_download_asset
 
     try:
         path = Path(attempt_download_asset(name))
     except Exception as e:  # network errors of every kind: say where it looked
-        raise WeightsUnavailable(f"{name} not in {SETTINGS['weights_dir']} {store}; download failed: {e}") from e
+        raise store.WeightsUnavailable(f"{where}; download failed: {e}") from e
     if not path.is_file():
-        raise WeightsUnavailable(f"{name} not in {SETTINGS['weights_dir']} {store}; Ultralytics could not download it")
+        raise store.WeightsUnavailable(f"{where}; Ultralytics could not download it")
     return path
 
 
@@ -121,7 +119,8 @@ class Start:
     def __call__(self, model: nn.Module) -> None:
         if self.policy == "none":
             return
-        from ..pretrained import WEIGHTS_KEY, WeightsUnavailable, fetch, load_default_weights
+        from ..pretrained import load_default_weights
+        from ..weights_store import WEIGHTS_KEY, WeightsUnavailable, fetch, offline
 
         spec = (getattr(model, "yaml", None) or {}).get(WEIGHTS_KEY)
         name = None
@@ -137,8 +136,7 @@ class Start:
                 self.description = "none (no ImageNet weights known for this model)"
                 return
         except WeightsUnavailable as e:
-            offline = os.environ.get("YOLO_OFFLINE", "").lower() in {"1", "true", "yes"}
-            self.description = f"none ({spec or name} unavailable{', offline' if offline else ''})"
+            self.description = f"none ({spec or name} unavailable{', offline' if offline() else ''})"
             self.problem = str(e)
             return
         self.loaded = True
