@@ -40,7 +40,6 @@ EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for 
 HTTP_TIMEOUT = 10.0  # seconds per connection attempt; a dead network fails fast instead of hanging training
 CACHE_FOLDER = "yolo_mobilevit"
 
-_LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
 _LOADED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models that received weights through BaseModel.load
 _WARNED: set[str] = set()
 
@@ -177,8 +176,10 @@ def relative_name(spec: str) -> str:
     ``timm/mobilevit_xs.cvnets_in1k``, ``torchvision/mobilenet_v2.IMAGENET1K_V2``; a URL's file name."""
     if spec.startswith(("http://", "https://")):
         return spec.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    library, _, name = spec.partition("/")
-    if library not in _LIBRARIES or not name or "/" in name:
+    from .families import weight_libraries
+
+    library, _, name = spec.partition("/")  # the families' weights libraries, and Ultralytics' own classifiers
+    if library not in (*weight_libraries(), "ultralytics") or not name or "/" in name:
         raise ValueError(
             f"{WEIGHTS_KEY}: {spec!r} is not a weights name; expected 'timm/<model>.<tag>', "
             "'torchvision/<model>.<WEIGHTS>', 'mobileformer/<model>', a file path or an http(s) URL"
