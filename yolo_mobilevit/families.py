@@ -104,12 +104,15 @@ def register_family(spec: FamilySpec) -> FamilySpec:
 
 
 def unregister_family(key: str) -> FamilySpec:
-    """Remove family ``key`` and the source formats it registered (tests; a plugin that unloads)."""
+    """Remove family ``key``, the source formats it registered and its YAML rows (tests; a plugin that unloads)."""
     spec = FAMILIES.pop(key)
     from .convert.registry import FORMATS
+    from .modules.rows import YAML_MODULES
 
     for name in spec.formats:
         FORMATS.pop(name, None)
+    for row in spec.rows:
+        YAML_MODULES.pop(row, None)
     return spec
 
 
