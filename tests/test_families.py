@@ -27,16 +27,20 @@ from yolo_mobilevit.tools import compare, doctor
 
 
 def test_every_shipped_config_is_one_familys_and_names_its_default_weights():
-    """Recognised by its rows, the same family its name says; its backbone_weights are among the family's."""
+    """Recognised by its rows, the same family its name says; its backbone_weights are among the family's, and it
+    normalises its input as those weights need."""
     shipped = sorted(CFG.glob("*.yaml"))
     assert shipped
     for path in shipped:
         spec = families.family_of_config(path)
         assert spec is not None, path.name
         assert families.family_of_name(path.name) is spec, path.name
-        weights = yaml.safe_load(path.read_text()).get("backbone_weights")
-        assert weights in {w.name for w in spec.weights}, f"{path.name}: {weights}"
-    v1 = families.configs(families.family("mobilenetv1"))
+        cfg = yaml.safe_load(path.read_text())
+        weights = {w.name: w for w in spec.weights}.get(cfg.get("backbone_weights"))
+        assert weights is not None, f"{path.name}: {cfg.get('backbone_weights')}"
+        norms = [row[3][0] for row in cfg["backbone"] if row[2] == "ImageNorm"]
+        assert norms == ([weights.norm] if weights.norm else []), path.name
+    v1 = families.configs(families.family("mobilenetv1"), CFG)
     assert v1 and v1 == [p for p in shipped if "-mobilenetv1" in p.name]
 
 
@@ -46,9 +50,14 @@ def test_each_source_format_belongs_to_one_family():
     assert sorted(formats()) == sorted(owned)
 
 
-def test_default_weights_colour_order_comes_from_their_format():
-    """timm and torchvision weights are RGB; the ml-cvnets v0.1 MobileViT format is the BGR one."""
-    orders = {w.name: w.input_order() for spec in families.families() for w in spec.weights}
+def test_default_weights_colour_order_and_normalisation_fit_their_format():
+    """timm and torchvision weights are RGB (the ml-cvnets v0.1 MobileViT format is the BGR one); a MobileNet
+    converter accepts the normalisation the default weights name."""
+    from yolo_mobilevit.convert.mobilenet import FORMATS as MOBILENET_FORMATS
+
+    norms = {fmt.name: fmt.norms for fmt in MOBILENET_FORMATS}  # the presets each MobileNet converter accepts
+    assert all(w.norm in norms[w.format] for spec in families.families() for w in spec.weights if w.norm)
+    orders = {w.name: formats()[w.format].input_order for spec in families.families() for w in spec.weights}
     assert set(orders.values()) == {"rgb"}
     assert {name for name, fmt in FORMATS.items() if fmt.input_order == "bgr"} == {"cvnets-mobilevit"}
     assert families.family("mobilevit").default_weights("xs").name == "timm/mobilevit_xs.cvnets_in1k"
@@ -194,11 +203,18 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         families.register_family(TOY_SPEC)
         yield cfg
     finally:
-        if TOY_SPEC.key in families.FAMILIES:
-            families.unregister_family(TOY_SPEC.key)
-        sys.modules.pop("toy_family", None)
-        sys.modules.pop("toy_family_convert", None)
+        remove_toy()
         sys.path.remove(str(folder))
+
+
+def remove_toy() -> None:
+    """Unregister the toy family and remove what its modules registered (its YAML row, its source format)."""
+    if TOY_SPEC.key in families.FAMILIES:
+        families.unregister_family(TOY_SPEC.key)
+    YAML_MODULES.pop("ToyStage", None)
+    FORMATS.pop("toy-reference", None)
+    sys.modules.pop("toy_family", None)
+    sys.modules.pop("toy_family_convert", None)
 
 
 def test_toy_family_builds_with_inferred_channels_and_feature_info(toy: Path):
@@ -285,7 +301,7 @@ def test_toy_family_in_compare_and_export_checks(toy: Path):
 def test_toy_family_in_config_listing_and_doctor(toy: Path, monkeypatch: pytest.MonkeyPatch):
     """With its config folder as the shipped configs: listed under its family, counted and named by doctor."""
     monkeypatch.setattr(configs, "config_dir", lambda: toy.parent)
-    assert families.configs(TOY_SPEC) == [toy]
+    assert families.configs(TOY_SPEC, configs.config_dir()) == [toy]
     assert families.family_of_config(toy) is TOY_SPEC
     assert configs.measure(toy, imgsz=64)["family"] == "ToyViT"
     report = doctor.Report()
@@ -299,7 +315,8 @@ def test_unregistering_a_family_restores_the_registries(toy: Path):
     """What registering and unregistering the toy family adds is gone afterwards (the module fixture's teardown
     does the same for the tests above)."""
     with_toy = registries()
-    families.unregister_family(TOY_SPEC.key)
+    assert families.unregister_family(TOY_SPEC.key) is TOY_SPEC
+    remove_toy()
     without = registries()
     assert "toyvit" not in without[0] and "toy-reference" not in without[1] and "ToyStage" not in without[2]
     assert [set(a) - set(b) for a, b in zip(with_toy, without)] == [{"toyvit"}, {"toy-reference"}, {"ToyStage"}]

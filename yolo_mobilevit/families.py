@@ -7,7 +7,8 @@ A family is its YAML rows (``modules/``), a spec registered here and its configs
 - which config-name token names it (``key``: ``yolo26n-mobilevitv2-050`` is ``mobilevitv2``; :func:`family_of_name`);
 - its converter module and the source formats it registers there (``yolo-mobilevit convert``, ``pretrained=FILE``);
 - its default ImageNet weights per variant (what the configs' ``backbone_weights`` name) with the source format that
-  reads them, and so the colour order they were trained in (:meth:`Weights.input_order`);
+  reads them, and so the colour order they were trained in (the format's ``input_order``), and the input
+  normalisation they need (``norm``: the config's ``ImageNorm`` preset);
 - its export traits: the blocks that hold attention (INT8 ONNX Runtime and LiteRT keep them in float, the export
   mode says ``transformer``) and whether OpenVINO's NNCF quantizes it as a transformer;
 - its flagship configs (``yolo-mobilevit compare`` without models), the config that stands for it in export checks,
@@ -15,9 +16,9 @@ A family is its YAML rows (``modules/``), a spec registered here and its configs
 
 Every consumer reads the registry (``convert.registry.formats``, ``export.has_attention``/``nncf_transformer``,
 ``tools.compare.family``/``default_models``, the family column of ``yolo-mobilevit cfg``, ``doctor``), so
-``register_family(spec)`` is all a new family adds beside its module and configs. Importing this module imports
-neither torch nor Ultralytics (start-up stays light); classes named as ``"module:Class"`` are imported when first
-asked for.
+``register_family(spec)`` is all a new family adds beside its module and configs. This module imports no other
+module of the package (the tools import it) and neither torch nor Ultralytics; classes named as ``"module:Class"``
+are imported when first asked for.
 """
 
 from __future__ import annotations
@@ -38,17 +39,15 @@ STOCK_FLAGSHIPS = ("yolo26n.yaml", "yolo11n.yaml", "yolov8n.yaml")
 @dataclasses.dataclass(frozen=True)
 class Weights:
     """Default ImageNet weights of one variant: ``name`` as a config's ``backbone_weights`` writes it
-    (``timm/mobilevit_xs.cvnets_in1k``) and the source ``format`` that reads the file."""
+    (``timm/mobilevit_xs.cvnets_in1k``), the source ``format`` that reads the file (and records the colour order
+    they were trained in, ``SourceFormat.input_order``), and ``norm``: the ``ImageNorm``
+    preset a config's backbone starts with to feed them the statistics they were trained on (None: no ImageNorm row,
+    the backbone takes Ultralytics' [0, 1] input as it is)."""
 
     variant: str
     name: str
     format: str
-
-    def input_order(self) -> str:
-        """Colour order the weights were trained on (``"rgb"`` or ``"bgr"``), as their source format records it."""
-        from .convert.registry import formats
-
-        return formats()[self.format].input_order
+    norm: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,16 +103,9 @@ def register_family(spec: FamilySpec) -> FamilySpec:
 
 
 def unregister_family(key: str) -> FamilySpec:
-    """Remove family ``key``, the source formats it registered and its YAML rows (tests; a plugin that unloads)."""
-    spec = FAMILIES.pop(key)
-    from .convert.registry import FORMATS
-    from .modules.rows import YAML_MODULES
-
-    for name in spec.formats:
-        FORMATS.pop(name, None)
-    for row in spec.rows:
-        YAML_MODULES.pop(row, None)
-    return spec
+    """Remove family ``key`` from the registry (tests; a plugin that unloads). Its row classes and source formats
+    stay where their modules registered them (``YAML_MODULES``, ``convert.FORMATS``): the caller removes those."""
+    return FAMILIES.pop(key)
 
 
 def families() -> list[FamilySpec]:
@@ -168,12 +160,10 @@ def family_of_name(name: str) -> FamilySpec | None:
     return next((FAMILIES[t] for t in tokens if t in FAMILIES), None)
 
 
-def configs(spec: FamilySpec, folder: str | Path | None = None) -> list[Path]:
-    """The configs of ``spec`` in ``folder`` (default: the shipped configs), recognised by their rows."""
-    from .configs import shipped_configs
-
-    paths = sorted(Path(folder).glob("*.yaml")) if folder is not None else shipped_configs()
-    return [p for p in paths if family_of_config(p) == spec]
+def configs(spec: FamilySpec, folder: str | Path) -> list[Path]:
+    """The configs of ``spec`` in ``folder`` (``yolo_mobilevit.configs.config_dir()`` for the shipped ones),
+    recognised by their rows."""
+    return [p for p in sorted(Path(folder).glob("*.yaml")) if family_of_config(p) == spec]
 
 
 # ---- what the tools read ----------------------------------------------------------------------------------------
@@ -288,7 +278,7 @@ MOBILENETV1 = register_family(
         rows=("MobileNetV1Stage",),
         converter=f"{_CONVERT}.mobilenet",
         formats=("timm-mobilenetv1",),
-        weights=(Weights("100", "timm/mobilenetv1_100.ra4_e3600_r224_in1k", "timm-mobilenetv1"),),
+        weights=(Weights("100", "timm/mobilenetv1_100.ra4_e3600_r224_in1k", "timm-mobilenetv1", "inception"),),
         group="MobileNet",
         marker="^",
     )
@@ -300,7 +290,7 @@ MOBILENETV2 = register_family(
         rows=("MV2Stage",),
         converter=f"{_CONVERT}.mobilenet",
         formats=("torchvision-mobilenet_v2", "timm-mobilenetv2"),
-        weights=(Weights("100", "torchvision/mobilenet_v2.IMAGENET1K_V2", "torchvision-mobilenet_v2"),),
+        weights=(Weights("100", "torchvision/mobilenet_v2.IMAGENET1K_V2", "torchvision-mobilenet_v2", "imagenet"),),
         group="MobileNet",
         marker="^",
     )
@@ -318,8 +308,12 @@ MOBILENETV3 = register_family(
             "timm-mobilenetv3_small",
         ),
         weights=(
-            Weights("large", "torchvision/mobilenet_v3_large.IMAGENET1K_V2", "torchvision-mobilenet_v3_large"),
-            Weights("small", "torchvision/mobilenet_v3_small.IMAGENET1K_V1", "torchvision-mobilenet_v3_small"),
+            Weights(
+                "large", "torchvision/mobilenet_v3_large.IMAGENET1K_V2", "torchvision-mobilenet_v3_large", "imagenet"
+            ),
+            Weights(
+                "small", "torchvision/mobilenet_v3_small.IMAGENET1K_V1", "torchvision-mobilenet_v3_small", "imagenet"
+            ),
         ),
         flagships=("yolo26n-mobilenetv3-large.yaml",),
         export_config="yolov8-mobilenetv3-large.yaml",
