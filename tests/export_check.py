@@ -10,13 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-#: backbone family -> the config (in ``cfg/``) that stands for it in export checks
-FAMILIES = {
-    "mobilevit": "yolov8-mobilevit.yaml",  # the flagship
-    "mobilevitv2": "yolov8-mobilevitv2.yaml",
-    "mobilenetv3": "yolov8-mobilenetv3-large.yaml",
-    "mobileformer": "yolov8-mobileformer-26m.yaml",
-}
+from yolo_mobilevit.families import export_configs
+
+#: backbone family key -> the config (in ``cfg/``) that stands for it in export checks (its spec's ``export_config``)
+FAMILIES = export_configs()
 
 
 def resized(path: Path, size: int = 160) -> torch.Tensor:

@@ -122,7 +122,7 @@ def test_default_models_are_stock_yolo_and_each_familys_flagship():
     """No MODEL arguments: yolo26n, yolo11n, yolov8n and one flagship per family; every one resolves and builds."""
     models = default_models()
     assert models[:3] == ["yolo26n.yaml", "yolo11n.yaml", "yolov8n.yaml"]
-    assert {family(Path(m).stem)[0] for m in models} == {f[1] for f in FAMILIES}
+    assert {family(Path(m).stem)[0] for m in models} == {group for group, _ in FAMILIES}
     for m in models:
         check_buildable(check_model(m))
 

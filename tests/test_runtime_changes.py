@@ -48,6 +48,7 @@ OWN_OBJECTS = {
     f"{P}convert.mobilenet:make_mapper": "the name of a mapping function it defines",
     f"{P}convert.mobilevit:_mapper": "the name of a mapping function it defines",
     f"{P}convert.mobilevit:_cvnets_mapper": "the name of a mapping function it defines",
+    f"{P}families:FamilySpec.__post_init__": "a frozen spec filling its own default group",
     f"{P}errors:install_excepthook": "marks its own hook function (replacing sys.excepthook is a row)",
     f"{P}layer_info:record": "a holder module made to describe the layer list (the record itself is a row)",
     f"{P}variable_batch:VariableBatchSampler.__iter__": "the batch index lists its own sampler yields",

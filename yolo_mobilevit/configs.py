@@ -136,13 +136,15 @@ def scales(path: Path) -> list[str]:
 
 
 def measure(path: Path, imgsz: int = IMGSZ) -> dict[str, Any]:
-    """Build a config at every scale it defines and measure it: family, task, head, and per scale the parameters
+    """Build a config at every scale it defines and measure it: family (the group of the family its backbone rows
+    belong to, :func:`yolo_mobilevit.families.group_of_config`), task, head, and per scale the parameters
     and GFLOPs at ``imgsz`` (Ultralytics' figure and with attention counted, :func:`tools.compare.model_stats`)."""
     from ultralytics import YOLO
 
-    from .tools.compare import family, model_stats
+    from .families import group_of_config
+    from .tools.compare import model_stats
 
-    entry: dict[str, Any] = {"sha256": digest(path), "family": family(path.stem)[0], "scales": {}}
+    entry: dict[str, Any] = {"sha256": digest(path), "family": group_of_config(path)[0], "scales": {}}
     for scale in scales(path):
         yolo = YOLO(str(path.with_name(scaled_name(path.name, scale))) if scale else str(path), verbose=False)
         stats = model_stats(yolo.model, imgsz)

@@ -27,22 +27,23 @@ FOUR_D_PATCH_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage", "saved_model
 
 
 def has_attention(model: Any) -> bool:
-    """Whether ``model`` (an ``nn.Module``) holds one of the plugin's transformer blocks."""
-    from .modules.mobileformer import Former
-    from .modules.mobilevit import MobileViTBlock
-    from .modules.mobilevitv2 import MobileViTv2Block
+    """Whether ``model`` (an ``nn.Module``) holds an attention block of a registered family
+    (:func:`yolo_mobilevit.families.attention_classes`: MobileViT v1/v2, Mobile-Former)."""
+    from .families import attention_classes
 
-    return any(isinstance(m, (MobileViTBlock, MobileViTv2Block, Former)) for m in model.modules())
+    blocks = attention_classes()
+    return bool(blocks) and any(isinstance(m, blocks) for m in model.modules())
 
 
 def nncf_transformer(model: Any) -> bool:
-    """Whether OpenVINO INT8 should quantize ``model`` as a transformer (NNCF ``ModelType.TRANSFORMER``): MobileViT
-    v1/v2. Not Mobile-Former: on a trained Mobile-Former-151M it kept 34 % of the fp32 boxes against 78 % with
-    Ultralytics' settings (``benchmarks/results/int8_matrix.md``)."""
-    from .modules.mobilevit import MobileViTBlock
-    from .modules.mobilevitv2 import MobileViTv2Block
+    """Whether OpenVINO INT8 should quantize ``model`` as a transformer (NNCF ``ModelType.TRANSFORMER``): it holds an
+    attention block of a family whose spec says ``openvino_transformer`` (MobileViT v1/v2). Not Mobile-Former: on a
+    trained Mobile-Former-151M it kept 34 % of the fp32 boxes against 78 % with Ultralytics' settings
+    (``benchmarks/results/int8_matrix.md``)."""
+    from .families import attention_classes
 
-    return any(isinstance(m, (MobileViTBlock, MobileViTv2Block)) for m in model.modules())
+    blocks = attention_classes(openvino_transformer=True)
+    return bool(blocks) and any(isinstance(m, blocks) for m in model.modules())
 
 
 def mode_for(fmt: str, dynamic: bool, transformer: bool = False) -> ExportMode:

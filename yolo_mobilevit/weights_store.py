@@ -31,7 +31,6 @@ EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")  # tried in this order for 
 HTTP_TIMEOUT = 10.0  # seconds per connection attempt; a dead network fails fast instead of hanging training
 CACHE_FOLDER = "yolo_mobilevit"
 
-_LIBRARIES = ("timm", "torchvision", "mobileformer", "ultralytics")  # spec prefixes: "<library>/<name>"
 _TIMM_FILES = (("model.safetensors", ".safetensors"), ("pytorch_model.bin", ".bin"))  # in a timm Hugging Face repo
 
 
@@ -51,8 +50,10 @@ def relative_name(spec: str) -> str:
     ``timm/mobilevit_xs.cvnets_in1k``, ``torchvision/mobilenet_v2.IMAGENET1K_V2``; a URL's file name."""
     if spec.startswith(("http://", "https://")):
         return spec.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    library, _, name = spec.partition("/")
-    if library not in _LIBRARIES or not name or "/" in name:
+    from .families import weight_libraries
+
+    library, _, name = spec.partition("/")  # the families' weights libraries, and Ultralytics' own classifiers
+    if library not in (*weight_libraries(), "ultralytics") or not name or "/" in name:
         raise ValueError(
             f"{WEIGHTS_KEY}: {spec!r} is not a weights name; expected 'timm/<model>.<tag>', "
             "'torchvision/<model>.<WEIGHTS>', 'mobileformer/<model>', a file path or an http(s) URL"

@@ -7,8 +7,9 @@ so that ``yolo train model=<cfg> pretrained=<output>`` transfers the backbone by
 
 Adding a family (the contract)
 ------------------------------
-One module per family, ``yolo_mobilevit/convert/<family>.py``, listed in :data:`FAMILY_MODULES` below (a listed
-module that is not installed yet is skipped). At import it calls :func:`register_format` once per source format::
+A converter module per family (or per group of families: ``mobilenet.py`` serves V1, V2 and V3), named by the
+family's spec (``converter=`` and ``formats=`` of :class:`yolo_mobilevit.families.FamilySpec`; a named module that
+is not installed is skipped). At import it calls :func:`register_format` once per source format::
 
     register_format(SourceFormat(
         name="torchvision-mobilenet_v2",          # unique; what --format accepts
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 from .core import convert_checkpoint, load_converted, map_weights
 from .registry import (
-    FAMILY_MODULES,
     FORMATS,
     ConversionError,
     Derived,
@@ -67,7 +67,6 @@ from .report import ConversionReport
 from .source import load_source
 
 __all__ = [
-    "FAMILY_MODULES",
     "FORMATS",
     "ConversionError",
     "ConversionReport",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -12,9 +13,6 @@ import torch
 from torch import nn
 
 StateDict = dict[str, torch.Tensor]
-
-#: Family converter modules (``yolo_mobilevit.convert.<name>``), imported on first use of the registry.
-FAMILY_MODULES: tuple[str, ...] = ("mobilevit", "mobilenet", "mobileformer")
 
 
 class Derived(NamedTuple):
@@ -81,7 +79,6 @@ class SourceFormat:
 
 #: Registered source formats by name (filled by the family modules; use :func:`formats` to read it).
 FORMATS: dict[str, SourceFormat] = {}
-_LOADED = False
 
 
 def register_format(fmt: SourceFormat) -> SourceFormat:
@@ -94,14 +91,13 @@ def register_format(fmt: SourceFormat) -> SourceFormat:
 
 
 def formats() -> dict[str, SourceFormat]:
-    """Every registered source format, importing the family modules on first call."""
-    global _LOADED
-    if not _LOADED:
-        for family in FAMILY_MODULES:
-            name = f"{__package__}.{family}"
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
-        _LOADED = True
+    """Every registered source format, importing the converter module of each registered family
+    (:func:`yolo_mobilevit.families.converter_modules`; one that is not installed is skipped) first."""
+    from ..families import converter_modules
+
+    for name in converter_modules():
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
     return FORMATS
 
 

@@ -184,6 +184,30 @@ def check_config_names(report: Report) -> None:
         report.add(f"  a file of the same name elsewhere wins (working directory or Ultralytics): {', '.join(here)}")
 
 
+def check_families(report: Report) -> None:
+    """The registered families (:mod:`yolo_mobilevit.families`) with how many shipped configs each has; a shipped
+    config whose backbone rows belong to no family, or to several, is a problem."""
+    from .. import families
+    from ..configs import shipped_configs
+
+    counts = {spec.key: 0 for spec in families.families()}
+    unclaimed = []
+    for path in shipped_configs():
+        try:
+            spec = families.family_of_config(path)
+        except ValueError as e:
+            unclaimed.append(f"{path.name} ({e})")
+            continue
+        if spec is None:
+            unclaimed.append(f"{path.name} (no family owns its rows {sorted(set(families.backbone_rows(path)))})")
+        else:
+            counts[spec.key] += 1
+    listed = ", ".join(f"{families.family(key).name} ({n} configs)" for key, n in counts.items())
+    report.add(f"families: {len(counts)} registered: {listed}")
+    if unclaimed:
+        report.add(f"  shipped configs of no single family: {', '.join(unclaimed)}", ok=False)
+
+
 def input_sizes(imgsz: int, stride: int, rect: bool, multi_scale: float) -> list[int]:
     """Square-side sizes training can feed: imgsz; rect adds every stride multiple up to ceil(imgsz/stride + 0.5)
     strides (the padded long side, e.g. 672 at 640); multi-scale adds imgsz*(1-m) .. imgsz*(1+m) in stride steps."""
@@ -213,6 +237,19 @@ def plugin_stages(cfg: str) -> tuple[list[tuple[int, str, int, bool]], int]:
     return rows, int(model.stride.max())
 
 
+def config_family(cfg: str) -> str:
+    """The display name of the family of the config ``cfg`` (a path or a name Ultralytics resolves), or why none."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from ..families import family_of_config
+
+    try:
+        spec = family_of_config(yaml_model_load(cfg))
+    except ValueError as e:
+        return f"ambiguous: {e}"
+    return spec.name if spec else "none (no plugin family's rows)"
+
+
 def check_config(report: Report, cfg: str, imgsz: int, rect: bool, multi_scale: float) -> None:
     try:
         rows, stride = plugin_stages(cfg)
@@ -223,6 +260,7 @@ def check_config(report: Report, cfg: str, imgsz: int, rect: bool, multi_scale: 
 
     sizes = input_sizes(imgsz, stride, rect, multi_scale)
     mode = ", ".join(filter(None, ["rect" if rect else "", f"multi_scale={multi_scale}" if multi_scale else ""]))
+    report.add(f"config {cfg}: family {config_family(cfg)}")
     report.add(f"config {cfg}: imgsz {imgsz}{f' ({mode})' if mode else ''}; input sides {sizes}")
     resized = []
     for i, name, s, patched in rows:
@@ -251,6 +289,7 @@ def run(cfg: str | None = None, imgsz: int = 640, rect: bool = False, multi_scal
         check_patches(report, state)
         check_safe_load(report, state)
         check_config_names(report)
+        check_families(report)
     if cfg:
         check_config(report, cfg, imgsz, rect, multi_scale)
     print("\n".join(report.lines))

@@ -35,8 +35,6 @@ from typing import Any
 from .. import task_metrics
 from ..pretraining import POLICIES as PRETRAINING_POLICIES
 from .inputs import (
-    DEFAULT_MODELS,
-    FAMILIES,
     CompareError,
     check_buildable,
     check_model,
@@ -63,6 +61,13 @@ from .report import (
     write,
 )
 from .train_val import VAL_KEYS, EpochClock, coco_metrics, train_and_val, validate
+
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_MODELS`` and ``FAMILIES`` from the family registry, as :mod:`.inputs` reads them."""
+    from . import inputs
+
+    return getattr(inputs, name)
 
 
 def compare(

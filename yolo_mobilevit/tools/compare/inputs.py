@@ -6,26 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Today's stock YOLO against each family's flagship (the configs with every task), in YOLO26 and the project's
-# YOLOv8 flagship.
-DEFAULT_MODELS = (
-    "yolo26n.yaml",
-    "yolo11n.yaml",
-    "yolov8n.yaml",
-    "yolov8n-mobilevit.yaml",
-    "yolo26n-mobilevit.yaml",
-    "yolo26n-mobilevitv2.yaml",
-    "yolo26n-mobilenetv3-large.yaml",
-    "yolo26n-mobileformer-151m.yaml",
-)  # the plugin's by bare name: the shipped configs (yolo_mobilevit.configs)
-# Plot marker of each family, matched in order against the model's name.
-FAMILIES = (
-    ("mobileformer", "Mobile-Former", "P"),
-    ("mobilevitv2", "MobileViTv2", "D"),
-    ("mobilevit", "MobileViT", "o"),
-    ("mobilenet", "MobileNet", "^"),
-    ("", "stock YOLO", "s"),
-)
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_MODELS`` (today's stock YOLO, then each family's flagships: the plugin's by bare name) and
+    ``FAMILIES`` (``(group, marker)`` of the plot legend), read from the family registry when asked for."""
+    from ... import families
+
+    if name == "DEFAULT_MODELS":
+        return tuple(families.flagships())
+    if name == "FAMILIES":
+        return tuple(families.compare_groups())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Keys the compare options own; as KEY=VALUE train arguments they would silently fork the shared recipe.
 _OWN_KEYS = {
@@ -67,12 +59,17 @@ def default_data() -> str:
 
 def default_models() -> list[str]:
     """:data:`DEFAULT_MODELS` (bare names: they resolve from any folder, in every model's process)."""
-    return list(DEFAULT_MODELS)
+    from ...families import flagships
+
+    return flagships()
 
 
 def family(name: str) -> tuple[str, str]:
-    """(family, plot marker) of a model name: ``yolo26n-mobilevitv2`` -> ("MobileViTv2", "D")."""
-    return next((label, marker) for key, label, marker in FAMILIES if key in name.lower())
+    """(family, plot marker) of a model name: ``yolo26n-mobilevitv2`` -> ("MobileViTv2", "D")
+    (:func:`yolo_mobilevit.families.group_of_name`)."""
+    from ...families import group_of_name
+
+    return group_of_name(name)
 
 
 def check_model(spec: str) -> str:

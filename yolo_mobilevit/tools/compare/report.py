@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...families import compare_groups
 from .. import task_metrics
 from ..cocoeval import METRICS as COCO_METRICS
-from .inputs import FAMILIES, family
+from .inputs import family
 from .jobs import Job
 from .train_val import VAL_KEYS
 
@@ -116,7 +117,7 @@ def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, title: str, path:
             x,
             y,
             marker,
-            color=f"C{[f[1] for f in FAMILIES].index(label)}",
+            color=f"C{[group for group, _ in compare_groups()].index(label)}",
             markersize=8,
             linestyle="none",
             label=None if label in seen else label,
