@@ -191,6 +191,25 @@ def _has(*keys: str, without: tuple[str, ...] = ()) -> Callable[[StateDict], boo
 
 
 _TV, _TIMM = "torchvision", "timm"
+
+
+def _torchvision_v3(size: str, last: int) -> MobileNetFormat:
+    """torchvision's ``mobilenet_v3_{size}``: ``features.{last}`` is the final 1x1 conv (past P5), then the
+    classifier (Linear, Hardswish, Dropout, Linear); BN eps 1e-3."""
+    return MobileNetFormat(
+        name=f"torchvision-mobilenet_v3_{size}",
+        description=f"torchvision mobilenet_v3_{size} state_dict",
+        detect=_has("features.1.block.0.0.weight", f"features.{last}.0.weight"),
+        blocks=torchvision_blocks,
+        bn_eps=1e-3,
+        norms=("imagenet",),
+        ignored=(f"features.{last}.", "classifier."),
+        library=_TV,
+        names=(f"mobilenet_v3_{size}",),
+        head=HeadSource(fc="classifier.3", conv=f"features.{last}.0", bn=f"features.{last}.1", hidden="classifier.0"),
+    )
+
+
 FORMATS = (
     MobileNetFormat(
         name="torchvision-mobilenet_v2",
@@ -204,30 +223,8 @@ FORMATS = (
         names=("mobilenet_v2",),
         head=HeadSource(fc="classifier.1", conv="features.18.0", bn="features.18.1"),
     ),
-    MobileNetFormat(
-        name="torchvision-mobilenet_v3_large",
-        description="torchvision mobilenet_v3_large state_dict",
-        detect=_has("features.1.block.0.0.weight", "features.16.0.weight"),
-        blocks=torchvision_blocks,
-        bn_eps=1e-3,
-        norms=("imagenet",),
-        ignored=("features.16.", "classifier."),
-        library=_TV,
-        names=("mobilenet_v3_large",),
-        head=HeadSource(fc="classifier.3", conv="features.16.0", bn="features.16.1", hidden="classifier.0"),
-    ),
-    MobileNetFormat(
-        name="torchvision-mobilenet_v3_small",
-        description="torchvision mobilenet_v3_small state_dict",
-        detect=_has("features.1.block.0.0.weight", "features.12.0.weight"),
-        blocks=torchvision_blocks,
-        bn_eps=1e-3,
-        norms=("imagenet",),
-        ignored=("features.12.", "classifier."),
-        library=_TV,
-        names=("mobilenet_v3_small",),
-        head=HeadSource(fc="classifier.3", conv="features.12.0", bn="features.12.1", hidden="classifier.0"),
-    ),
+    _torchvision_v3("large", last=16),
+    _torchvision_v3("small", last=12),
     MobileNetFormat(
         name="timm-mobilenetv1",
         description="timm mobilenetv1_100 state_dict",
