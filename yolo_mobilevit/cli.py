@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import InputRefused
+
 
 def _cmd_modules(args: argparse.Namespace) -> int:
     from .modules import YAML_MODULES
@@ -21,22 +23,18 @@ def _cmd_modules(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import ConversionError, convert_checkpoint
+    from .convert import convert_checkpoint
 
-    try:
-        convert_checkpoint(
-            args.source,
-            args.cfg,
-            args.output,
-            fmt=args.format,
-            strict=not args.partial,
-            swap_rb=args.swap_rb,
-            head=not args.no_head,
-            classes=args.classes,
-        )
-    except ConversionError as e:
-        print(f"yolo-mobilevit convert: {e}", file=sys.stderr)
-        return 2
+    convert_checkpoint(
+        args.source,
+        args.cfg,
+        args.output,
+        fmt=args.format,
+        strict=not args.partial,
+        swap_rb=args.swap_rb,
+        head=not args.no_head,
+        classes=args.classes,
+    )
     return 0
 
 
@@ -146,37 +144,33 @@ def _add_cfg(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .tools.compare import CompareError, compare, default_models, parse_train_args
+    from .tools.compare import compare, default_models, parse_train_args
 
     models = [a for a in args.models if "=" not in a]
     if not models:
         models = default_models()
         print(f"compare: no models given; the defaults: {' '.join(models)}", flush=True)
-    try:
-        report = compare(
-            models,
-            args.data,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            seed=args.seed,
-            device=args.device,
-            train_args=parse_train_args([a for a in args.models if "=" in a]),
-            batches=args.batches,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            threads=args.threads,
-            train=not args.no_train,
-            onnx=not args.no_onnx,
-            simplify=not args.no_simplify,
-            project=args.project,
-            name=args.name,
-            exist_ok=args.exist_ok,
-            pretrained=args.pretrained,
-        )
-    except CompareError as e:
-        print(f"yolo-mobilevit compare: {e}", file=sys.stderr)
-        return 2
+    report = compare(
+        models,
+        args.data,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        seed=args.seed,
+        device=args.device,
+        train_args=parse_train_args([a for a in args.models if "=" in a]),
+        batches=args.batches,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        train=not args.no_train,
+        onnx=not args.no_onnx,
+        simplify=not args.no_simplify,
+        project=args.project,
+        name=args.name,
+        exist_ok=args.exist_ok,
+        pretrained=args.pretrained,
+    )
     print("\n" + report.table)
     print(f"table: {report.markdown_file}\ncsv:   {report.csv_file}")
     print(
@@ -251,14 +245,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cocoeval(args: argparse.Namespace) -> int:
-    from .tools.cocoeval import CocoEvalError, parse_args, run
+    from .tools.cocoeval import parse_args, run
 
-    try:
-        settings = parse_args(args.settings)
-        run(settings.pop("model"), settings.pop("data"), **settings)
-    except CocoEvalError as e:
-        print(f"yolo-mobilevit cocoeval: {e}", file=sys.stderr)
-        return 2
+    settings = parse_args(args.settings)
+    run(settings.pop("model"), settings.pop("data"), **settings)
     return 0
 
 
@@ -301,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
+    except InputRefused as e:  # convert, compare, cocoeval: what is wrong with the input, without a traceback
+        print(f"yolo-mobilevit {args.command}: {e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as coreutils do
         sys.stdout = None
         return 0

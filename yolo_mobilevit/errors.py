@@ -11,6 +11,11 @@ CLI_NAMES = frozenset({"yolo", "ultralytics", "yolo-mobilevit"})
 TRACEBACK_ENV = "YOLO_MOBILEVIT_TRACEBACK"
 
 
+class InputRefused(ValueError):
+    """Input a ``yolo-mobilevit`` command refuses (a checkpoint, a model, a setting); the command prints the message,
+    naming what is wrong and what was expected, and exits 2."""
+
+
 class YamlRowError(ValueError):
     """A model YAML row that the plugin cannot build; the message names the file, the layer and section row, the
     row as the user wrote it, and what was expected."""

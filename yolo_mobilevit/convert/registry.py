@@ -12,6 +12,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..errors import InputRefused
+
 StateDict = dict[str, torch.Tensor]
 
 
@@ -23,7 +25,7 @@ class Derived(NamedTuple):
     sources: tuple[str, ...]
 
 
-class ConversionError(ValueError):
+class ConversionError(InputRefused):
     """A source checkpoint that does not fit the target config; the message names tensors and shapes."""
 
 

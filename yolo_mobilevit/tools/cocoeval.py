@@ -33,6 +33,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputRefused
+
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 # COCOeval.stats positions of METRICS (stats: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl)
 _STATS_INDEX = (0, 1, 2, 3, 4, 5, 8)
@@ -56,7 +58,7 @@ KEYS = {
 }
 
 
-class CocoEvalError(ValueError):
+class CocoEvalError(InputRefused):
     """An evaluation that cannot run: bad argument, dataset or model. The message names it."""
 
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...errors import InputRefused
+
 
 def __getattr__(name: str) -> Any:
     """``DEFAULT_MODELS`` (today's stock YOLO, then each family's flagships: the plugin's by bare name) and
@@ -38,7 +40,7 @@ _OWN_KEYS = {
 }
 
 
-class CompareError(ValueError):
+class CompareError(InputRefused):
     """A comparison that cannot start: a model or an argument is wrong. The message names it."""
 
 
