@@ -39,7 +39,23 @@ def _private_copy(source: Path) -> Path:
 DATASETS = _private_copy(SHARED_DATASETS)
 os.environ["YOLO_MOBILEVIT_DATASETS"] = str(DATASETS)  # subprocesses and `compare`'s default data read the copy too
 PY = sys.executable
-YOLO_BIN = Path(PY).with_name("yolo")
+
+
+def _yolo_bin() -> Path:
+    """Ultralytics' ``yolo`` console script of this interpreter. In a venv layered on another (CI's newest-torch
+    venv), Ultralytics and its script live in the base venv: an equal launcher of this interpreter is written, so
+    ``sys.argv[0]`` is ``.../yolo`` as on a user's machine."""
+    beside = Path(PY).with_name("yolo")
+    if beside.exists():
+        return beside
+    launcher = Path(tempfile.mkdtemp(prefix="yolo_bin_")) / "yolo"
+    atexit.register(shutil.rmtree, launcher.parent, ignore_errors=True)
+    launcher.write_text(f"#!{PY}\nimport sys\nfrom ultralytics.cfg import entrypoint\nsys.exit(entrypoint())\n")
+    launcher.chmod(0o755)
+    return launcher
+
+
+YOLO_BIN = _yolo_bin()
 # the YOLOv8 / YOLO11 configs, and apart from them the YOLO26 ones (end-to-end heads; tests/test_yolo26.py)
 SHIPPED_CONFIGS = sorted(p.name for p in CFG.glob("*.yaml") if not p.name.startswith("yolo26-"))
 YOLO26_CONFIGS = sorted(  # the semantic / depth ones have their own tests (tests/test_semantic_depth.py)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import YOLO_BIN
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_mobilevit.integration import YamlRowError
@@ -227,9 +228,8 @@ def test_rounded_width_is_said_once_with_the_rule(tmp_path):
 def test_cli_prints_a_yaml_row_error_without_traceback(tmp_path):
     """The `yolo` entry point (Ultralytics' own, unmodified): the message alone, exit status 1."""
     cfg = MALFORMED / "yolov8n-62-stock-misspelt-module.yaml"
-    yolo = Path(sys.executable).with_name("yolo")
     proc = subprocess.run(
-        [str(yolo), "predict", f"model={cfg}"], cwd=tmp_path, capture_output=True, text=True, check=False
+        [str(YOLO_BIN), "predict", f"model={cfg}"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
