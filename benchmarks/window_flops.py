@@ -9,7 +9,6 @@ its two matmuls are counted like any other), fused models, batch 1.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from window_speed import GLOBAL, WINDOWED, WINDOWED26, TimmWithNeck, converted_models
+from window_speed import converted_models, fused_models
 
 
 def gmacs(model: torch.nn.Module, size: int) -> float:
@@ -37,17 +36,8 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 320, 640, 960, 1280])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "window_flops.md")
     args = ap.parse_args()
-    from ultralytics import YOLO
-
     timm_features, converted = converted_models(Path(tempfile.mkdtemp(prefix="window_flops_")))
-    models = {
-        "yolov8n": YOLO("yolov8n.yaml").model.fuse().eval(),
-        "yolo26n": YOLO("yolo26n.yaml").model.fuse().eval(),
-        "timm MobileViT-XS + v8 neck": TimmWithNeck(timm_features, copy.deepcopy(converted[GLOBAL]).fuse()).eval(),
-        "flagship (global)": copy.deepcopy(converted[GLOBAL]).fuse(),
-        "flagship windowed": copy.deepcopy(converted[WINDOWED]).fuse(),
-        "yolo26 flagship windowed": copy.deepcopy(converted[WINDOWED26]).fuse(),
-    }
+    models = fused_models(timm_features, converted)
     macs = {name: [gmacs(m, s) for s in args.sizes] for name, m in models.items()}
     head = "| " + " | ".join(map(str, args.sizes)) + " |"
     rule = "|---|" + "---|" * len(args.sizes)

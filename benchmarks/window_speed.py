@@ -147,6 +147,21 @@ def training_step(models: dict[str, tuple[nn.Module, nn.Module]], batch: int, si
     return {k: batch / (t.median_ms / 1e3) for k, t in latency.items()}
 
 
+def fused_models(timm_features: nn.Module, converted: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """The models every table compares, fused, in eval mode: YOLOv8n, YOLO26n, timm's MobileViT-XS with the
+    flagship's neck, and the global and windowed flagships on the same converted weights."""
+    from ultralytics import YOLO
+
+    return {
+        "yolov8n": YOLO("yolov8n.yaml").model.fuse().eval(),
+        "yolo26n": YOLO("yolo26n.yaml").model.fuse().eval(),
+        "timm MobileViT-XS + v8 neck": TimmWithNeck(timm_features, copy.deepcopy(converted[GLOBAL]).fuse()).eval(),
+        "flagship (global)": copy.deepcopy(converted[GLOBAL]).fuse(),
+        "flagship windowed": copy.deepcopy(converted[WINDOWED]).fuse(),
+        "yolo26 flagship windowed": copy.deepcopy(converted[WINDOWED26]).fuse(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[320, 640, 960, 1280])
@@ -181,14 +196,7 @@ def main() -> None:
             "accuracy needs pretrained weights and a GPU training run."
         ),
     ]
-    fused = {
-        "yolov8n": YOLO("yolov8n.yaml").model.fuse().eval(),
-        "yolo26n": YOLO("yolo26n.yaml").model.fuse().eval(),
-        "timm MobileViT-XS + v8 neck": TimmWithNeck(timm_features, copy.deepcopy(converted[GLOBAL]).fuse()).eval(),
-        "flagship (global)": copy.deepcopy(converted[GLOBAL]).fuse(),
-        "flagship windowed": copy.deepcopy(converted[WINDOWED]).fuse(),
-        "yolo26 flagship windowed": copy.deepcopy(converted[WINDOWED26]).fuse(),
-    }
+    fused = fused_models(timm_features, converted)
     if "eager" not in args.skip:
         ms = eager_latency(fused, args.sizes, args.repeats, args.warmup)
         base, timm_name = ms["yolov8n"], "timm MobileViT-XS + v8 neck"

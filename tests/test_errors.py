@@ -21,9 +21,11 @@ head:
 """
 
 
-def write_config(tmp_path: Path, backbone: str, name: str = "bad-mobilevit.yaml", extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, backbone: str, name: str = "bad-mobilevit.yaml", extra: str = "", head: str = HEAD
+) -> Path:
     path = tmp_path / name
-    path.write_text(f"nc: 2\n{extra}backbone:\n{backbone}{HEAD}")
+    path.write_text(f"nc: 2\n{extra}backbone:\n{backbone}{head}")
     return path
 
 
@@ -137,15 +139,8 @@ def test_concat_of_p4_for_p3_names_both_inputs_with_stride_and_channels():
 
 def test_concat_of_plugin_rows_at_two_strides(tmp_path):
     """Plugin rows have their strides from their own arguments: P5 (layer 4) joined with P4 (layer 3)."""
-    path = tmp_path / "bad-concat-mobilevit.yaml"
-    path.write_text(
-        "nc: 2\nbackbone:\n"
-        + "\n".join(GOOD)
-        + "\nhead:\n  - [[-1, 3], 1, Concat, [1]]\n  - [[2, 3, 5], 1, Detect, [nc]]\n"
-    )
-    with pytest.raises(YamlRowError) as err:
-        DetectionModel(str(path), verbose=False)
-    message = str(err.value)
+    head = "head:\n  - [[-1, 3], 1, Concat, [1]]\n  - [[2, 3, 5], 1, Detect, [nc]]\n"
+    message = build_error(tmp_path, "\n".join(GOOD) + "\n", head=head)
     assert "layer 5 (head row 0) [[-1, 3], 1, 'Concat', [1]]" in message
     assert (
         "layer 4 (MobileViTStage): stride 32, 64 channels; layer 3 (MobileViTStage): stride 16, 48 channels" in message
@@ -153,11 +148,7 @@ def test_concat_of_plugin_rows_at_two_strides(tmp_path):
 
 
 def test_head_reading_one_stride_twice(tmp_path):
-    path = tmp_path / "bad-head-mobilevit.yaml"
-    path.write_text("nc: 2\nbackbone:\n" + "\n".join(GOOD) + "\nhead:\n  - [[2, 3, 3], 1, Detect, [nc]]\n")
-    with pytest.raises(YamlRowError) as err:
-        DetectionModel(str(path), verbose=False)
-    message = str(err.value)
+    message = build_error(tmp_path, "\n".join(GOOD) + "\n", head="head:\n  - [[2, 3, 3], 1, Detect, [nc]]\n")
     assert "layer 5 (head row 0) [[2, 3, 3], 1, 'Detect', ['nc']]: Detect reads the same stride twice" in message
     assert (
         "layer 2 (MobileViTStage): stride 8, 32 channels; layer 3 (MobileViTStage): stride 16, 48 channels" in message
