@@ -24,6 +24,7 @@ from yolo_mobilevit.modules.mobilevit import (
     MobileViTStage,
     MultiHeadSelfAttention,
     pretraining_window,
+    window_bands,
     window_layout,
 )
 from yolo_mobilevit.tools.features import backbone_features
@@ -159,7 +160,15 @@ def test_odd_map_keeps_its_size() -> None:
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("mode", [ExportMode(static=True), ExportMode(static=True, four_d_patches=True), None])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ExportMode(static=True),
+        ExportMode(static=True, four_d_patches=True),
+        ExportMode(static=True, unmasked_windows=True),
+        None,
+    ],
+)
 def test_traced_graph_is_at_most_4d(mode: ExportMode | None) -> None:
     """Windows, padding and masks of a traced graph (fixed-size ONNX, CoreML's layout, every-size) stay within 4-D
     tensors (NCNN, CoreML), and the graph matches eager."""
@@ -172,3 +181,28 @@ def test_traced_graph_is_at_most_4d(mode: ExportMode | None) -> None:
     assert ranks and max(r for r in ranks if r is not None) <= 4
     with torch.no_grad():
         torch.testing.assert_close(traced(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n", "window"), [(40, 16), (20, 8), (10, 4), (32, 16), (5, 4), (3, 4)])
+def test_window_bands_cover_the_real_patches_of_the_layout(n: int, window: int) -> None:
+    """Bands of equal windows over the real patches: together they are the layout's windows, cut at the map's edge."""
+    count, _, size, _ = window_layout(n, n, window)
+    bands = window_bands(n, count, size)
+    assert len(bands) <= 2 and sum(windows for _, windows, _ in bands) == count
+    starts = [start + k * length for start, windows, length in bands for k in range(windows)]
+    assert starts == [k * size for k in range(count)]
+    assert bands[-1][0] + bands[-1][1] * bands[-1][2] == n  # the last window ends at the map's edge: no padding
+
+
+@pytest.mark.parametrize("hw", [(20, 28), (40, 40), (26, 18)])
+def test_unmasked_windows_equal_the_masked_path(hw: tuple[int, int]) -> None:
+    """For targets whose attention gets a mask wrong (NCNN), a fixed-size export cuts padded maps into bands of
+    regular windows: no padding, no mask in the graph, the same output as eager's padded, masked windows."""
+    m, x = block(4), torch.randn(1, 16, *hw)
+    with torch.no_grad():
+        eager = m(x)
+        with exporting(ExportMode(static=True, unmasked_windows=True)):
+            traced = torch.jit.trace(m, x, check_trace=False)
+        torch.testing.assert_close(traced(x), eager, rtol=1e-5, atol=1e-5)
+    kinds = {n.kind() for n in traced.inlined_graph.nodes()}
+    assert "aten::constant_pad_nd" not in kinds and "aten::pad" not in kinds, sorted(kinds)

@@ -24,6 +24,8 @@ from .modules.export_mode import ExportMode, export_mode, exporting
 #: formats whose converters lack pixel_unshuffle / pixel_shuffle: CoreML's iOS15 opset, and onnx2tf (TF SavedModel,
 #: TF GraphDef, TF.js, Edge TPU), which fails on the DepthToSpace of MobileViT's patch folding
 FOUR_D_PATCH_FORMATS = frozenset({"coreml", "mlmodel", "mlpackage", "saved_model", "pb", "tfjs", "edgetpu"})
+#: formats whose attention gets an additive mask wrong: windowed attention is exported without one (fixed-size only).
+UNMASKED_WINDOW_FORMATS = frozenset({"ncnn"})
 
 
 def has_attention(model: Any) -> bool:
@@ -48,8 +50,12 @@ def nncf_transformer(model: Any) -> bool:
 
 def mode_for(fmt: str, dynamic: bool, transformer: bool = False) -> ExportMode:
     """The :class:`ExportMode` for an Ultralytics ``format=`` and ``dynamic=`` pair."""
+    fmt = str(fmt).lower()
     return ExportMode(
-        static=not dynamic, four_d_patches=str(fmt).lower() in FOUR_D_PATCH_FORMATS, transformer=transformer
+        static=not dynamic,
+        four_d_patches=fmt in FOUR_D_PATCH_FORMATS,
+        unmasked_windows=fmt in UNMASKED_WINDOW_FORMATS,
+        transformer=transformer,
     )
 
 

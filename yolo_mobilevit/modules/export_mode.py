@@ -24,6 +24,9 @@ class ExportMode:
     four_d_patches: the target lacks ``pixel_unshuffle`` / ``pixel_shuffle``
         (:data:`yolo_mobilevit.export.FOUR_D_PATCH_FORMATS`), so patches are cut with reshapes and transposes of at
         most 4 dimensions instead.
+    unmasked_windows: the target's attention mishandles an additive mask (NCNN's SDPA with ``attn_mask`` returns wrong
+        values), so a fixed-size export of windowed MobileViT attention cuts padded maps into regular window grids
+        instead of padding and masking (:meth:`yolo_mobilevit.modules.mobilevit.MobileViTBlock.windowed_representation`).
     transformer: the model holds attention (MobileViT v1/v2, Mobile-Former), so ONNX Runtime INT8 keeps attention,
         normalization and the head in float (:func:`yolo_mobilevit.export.make_onnx_int8_quantize`; OpenVINO decides
         by :func:`yolo_mobilevit.export.nncf_transformer`).
@@ -31,6 +34,7 @@ class ExportMode:
 
     static: bool = False
     four_d_patches: bool = False
+    unmasked_windows: bool = False
     transformer: bool = False
 
 

@@ -205,6 +205,16 @@ def from_windows(x: torch.Tensor, rows: int, cols: int, size: tuple[int, int]) -
     return y.reshape(-1, C, rows * s, cols * t)
 
 
+def window_bands(n: int, count: int, size: int) -> list[tuple[int, int, int]]:
+    """The ``count`` windows of ``size`` patches that :func:`window_layout` lays over ``n`` patches, as at most two
+    bands of equal windows over real patches only: ``[(first patch, windows, patches per window), ...]``; the last
+    window is shorter where the layout pads (``n`` = 40, 3 windows of 14: ``[(0, 2, 14), (28, 1, 12)]``)."""
+    last = n - (count - 1) * size
+    if last == size:
+        return [(0, count, size)]
+    return ([(0, count - 1, size)] if count > 1 else []) + [((count - 1) * size, 1, last)]
+
+
 def window_key_mask(y: torch.Tensor, rows: int, cols: int, size_h: int, size_w: int) -> torch.Tensor:
     """The additive key mask of the patch sequences of ``y`` (B, d, H, W) cut into ``rows`` x ``cols`` windows of
     ``size_h`` x ``size_w`` patches after padding at the bottom and right: (B * windows * p*p, 1, 1, size_h*size_w),
@@ -267,12 +277,31 @@ class MobileViTBlock(nn.Module):
             return self.global_representation(y)
         pad_h, pad_w = rows * size_h * PATCH - H, cols * size_w * PATCH - W
         padded = every_size or bool(pad_h or pad_w)
+        mode = export_mode()
+        if padded and not every_size and mode is not None and mode.unmasked_windows:
+            return self.unpadded_windows(y, rows, cols, size_h, size_w)
         mask = window_key_mask(y, rows, cols, size_h, size_w) if padded else None
         if padded:
             y = F.pad(y, (0, pad_w, 0, pad_h))
         size = (size_h * PATCH, size_w * PATCH)
         out = from_windows(self.attend(to_windows(y, rows, cols), mask), rows, cols, size)
         return out[:, :, :H, :W] if padded else out
+
+    def unpadded_windows(self, y: torch.Tensor, rows: int, cols: int, size_h: int, size_w: int) -> torch.Tensor:
+        """What :meth:`windowed_representation` computes, without padding or mask: the map cut into the (at most
+        2 x 2) bands of equal windows of :func:`window_bands`, each attended as a regular grid, and joined. A padded
+        window's masked keys weigh exactly 0, so this equals the masked path up to float rounding. Fixed sizes only
+        (the bands are read from the traced shape): for targets whose attention gets a mask wrong (NCNN)."""
+        H, W = y.shape[-2:]
+        bands = []
+        for r0, n_rows, s in window_bands(H // PATCH, rows, size_h):
+            parts = []
+            for c0, n_cols, t in window_bands(W // PATCH, cols, size_w):
+                part = y[:, :, r0 * PATCH : (r0 + n_rows * s) * PATCH, c0 * PATCH : (c0 + n_cols * t) * PATCH]
+                attended = self.attend(to_windows(part, n_rows, n_cols))
+                parts.append(from_windows(attended, n_rows, n_cols, (s * PATCH, t * PATCH)))
+            bands.append(torch.cat(parts, dim=3) if len(parts) > 1 else parts[0])
+        return torch.cat(bands, dim=2) if len(bands) > 1 else bands[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         representation = self.windowed_representation if self.window else self.global_representation
