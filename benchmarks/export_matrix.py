@@ -38,6 +38,7 @@ SUFFIX = {
     "coreml": ".mlpackage",
     "coreai": ".aimodel",
     "tflite": ".tflite",
+    "litert": ".tflite",
     "onnx": ".onnx",
     "openvino": "_openvino_model",
     "paddle": "_paddle_model",
