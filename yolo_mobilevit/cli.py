@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from .errors import InputRefused
 
+Handler = Callable[[argparse.Namespace], int]
+
 
 def _cmd_modules(args: argparse.Namespace) -> int:
+    """list the YAML modules the plugin registers, with their arguments"""
     from .modules import YAML_MODULES
 
     for name, cls in sorted(YAML_MODULES.items()):
@@ -23,6 +27,11 @@ def _cmd_modules(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    """turn a timm / ml-cvnets checkpoint into an Ultralytics checkpoint of a plugin config
+
+    Map a reference checkpoint's backbone onto a plugin config and write an Ultralytics .pt; then
+    `yolo train model=CFG pretrained=OUTPUT` transfers it.
+    """
     from .convert import convert_checkpoint
 
     convert_checkpoint(
@@ -38,13 +47,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="turn a timm / ml-cvnets checkpoint into an Ultralytics checkpoint of a plugin config",
-        description="Map a reference checkpoint's backbone onto a plugin config and write an Ultralytics .pt; "
-        "then `yolo train model=CFG pretrained=OUTPUT` transfers it.",
-    )
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "source",
         help="checkpoint file (.pth/.pt/.bin/.safetensors) or a timm / torchvision model name (downloads its "
@@ -74,18 +77,17 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    """check the Ultralytics version, start-up activation, safe loading and a config's map sizes
+
+    Report whether the plugin is supported and active here; with --cfg, list the map size each plugin stage receives
+    at --imgsz and whether patch-based stages (MobileViT v1/v2) handle it natively.
+    """
     from .tools.doctor import run
 
     return run(args.cfg, args.imgsz, args.rect, args.multi_scale)
 
 
-def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="check the Ultralytics version, start-up activation, safe loading and a config's map sizes",
-        description="Report whether the plugin is supported and active here; with --cfg, list the map size each "
-        "plugin stage receives at --imgsz and whether patch-based stages (MobileViT v1/v2) handle it natively.",
-    )
+def _doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", help="model YAML to check, e.g. yolov8n-mobilevit.yaml (shipped configs by name)")
     p.add_argument("--imgsz", type=int, default=640, help="training/inference image size (default 640)")
     p.add_argument("--rect", action="store_true", help="include rectangular-batch sizes (up to imgsz + stride)")
@@ -100,6 +102,12 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cfg(args: argparse.Namespace) -> int:
+    """list the shipped model configs (family, task, head, params, GFLOPs at 640), or copy one to edit
+
+    Without NAME: every shipped config at each scale, by the name `yolo train model=NAME` takes from any folder. With
+    NAME: write a copy of that config into the current folder (as `yolo copy-cfg` does); a file in the working
+    directory wins over the shipped one.
+    """
     from . import configs
 
     if args.name:
@@ -129,14 +137,7 @@ def _cmd_cfg(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_cfg(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cfg",
-        help="list the shipped model configs (family, task, head, params, GFLOPs at 640), or copy one to edit",
-        description="Without NAME: every shipped config at each scale, by the name `yolo train model=NAME` takes "
-        "from any folder. With NAME: write a copy of that config into the current folder (as `yolo copy-cfg` "
-        "does); a file in the working directory wins over the shipped one.",
-    )
+def _cfg_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="config to copy, with or without the scale letter (yolov8s-mobilevit.yaml)")
     p.add_argument("--dir", default=".", help="folder to write the copy into (default: the current folder)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file of that name")
@@ -144,6 +145,12 @@ def _add_cfg(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    """params, GFLOPs, latency, memory, training throughput, mAP and COCO AP of several models on one dataset
+
+    Measure and train each model in its own process on one shared recipe, then write a markdown table and a CSV sorted
+    by latency and a COCO-AP-vs-latency plot into PROJECT/NAME. KEY=VALUE arguments among the models are passed to
+    every YOLO(model).train(...) (e.g. optimizer=SGD lr0=0.01 workers=4).
+    """
     from .tools.compare import compare, default_models, parse_train_args
 
     models = [a for a in args.models if "=" not in a]
@@ -184,14 +191,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="params, GFLOPs, latency, memory, training throughput, mAP and COCO AP of several models on one dataset",
-        description="Measure and train each model in its own process on one shared recipe, then write a markdown "
-        "table and a CSV sorted by latency and a COCO-AP-vs-latency plot into PROJECT/NAME. KEY=VALUE arguments "
-        "among the models are passed to every YOLO(model).train(...) (e.g. optimizer=SGD lr0=0.01 workers=4).",
-    )
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "models",
         nargs="*",
@@ -245,6 +245,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cocoeval(args: argparse.Namespace) -> int:
+    """COCO-standard box metrics (pycocotools): AP, AP50, AP75, APs, APm, APl, AR100
+
+    Predict a detection dataset's split at the COCO protocol (conf 0.001, 100 detections per image) and score it with
+    pycocotools against its YOLO labels (or COCO's instances JSON for COCO); writes ground_truth.json,
+    predictions.json and metrics.json into runs/cocoeval/NAME.
+    """
     from .tools.cocoeval import parse_args, run
 
     settings = parse_args(args.settings)
@@ -252,45 +258,49 @@ def _cmd_cocoeval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_cocoeval(sub: argparse._SubParsersAction) -> None:
+def _cocoeval_arguments(p: argparse.ArgumentParser) -> None:
     from .tools.cocoeval import KEYS
 
-    p = sub.add_parser(
-        "cocoeval",
-        help="COCO-standard box metrics (pycocotools): AP, AP50, AP75, APs, APm, APl, AR100",
-        description="Predict a detection dataset's split at the COCO protocol (conf 0.001, 100 detections per image) "
-        "and score it with pycocotools against its YOLO labels (or COCO's instances JSON for COCO); writes "
-        "ground_truth.json, predictions.json and metrics.json into runs/cocoeval/NAME. Settings as KEY=VALUE: "
-        + ", ".join(f"{k}={v}" if v is not None else f"{k}=" for k, v in KEYS.items()),
-    )
+    p.description += " Settings as KEY=VALUE: " + ", ".join(f"{k}={'' if v is None else v}" for k, v in KEYS.items())
     p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="model=best.pt data=coco8.yaml imgsz=640 ...")
 
 
-def main(argv: list[str] | None = None) -> int:
+#: The subcommands: each handler's name after ``_cmd_`` is the command, its docstring the help (first line) and the
+#: description (the rest); the second function adds its arguments.
+COMMANDS: tuple[tuple[Handler, Callable[[argparse.ArgumentParser], None] | None], ...] = (
+    (_cmd_modules, None),
+    (_cmd_convert, _convert_arguments),
+    (_cmd_doctor, _doctor_arguments),
+    (_cmd_cfg, _cfg_arguments),
+    (_cmd_compare, _compare_arguments),
+    (_cmd_cocoeval, _cocoeval_arguments),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolo-mobilevit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("modules", help="list the YAML modules the plugin registers, with their arguments")
-    _add_convert(sub)
-    _add_doctor(sub)
-    _add_cfg(sub)
-    _add_compare(sub)
-    _add_cocoeval(sub)
+    for handler, add_arguments in COMMANDS:
+        summary, _, details = (handler.__doc__ or "").partition("\n\n")
+        p = sub.add_parser(
+            handler.__name__.removeprefix("_cmd_"), help=summary.strip(), description=" ".join(details.split())
+        )
+        p.set_defaults(handler=handler)
+        if add_arguments:
+            add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # compare's KEY=VALUE train arguments may follow its options, where argparse no longer takes positionals
     if extra and (args.command != "compare" or any("=" not in a or a.startswith("-") for a in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.models += extra
-    commands = {
-        "modules": _cmd_modules,
-        "convert": _cmd_convert,
-        "doctor": _cmd_doctor,
-        "cfg": _cmd_cfg,
-        "compare": _cmd_compare,
-        "cocoeval": _cmd_cocoeval,
-    }
     try:
-        return commands[args.command](args)
+        return args.handler(args)
     except InputRefused as e:  # convert, compare, cocoeval: what is wrong with the input, without a traceback
         print(f"yolo-mobilevit {args.command}: {e}", file=sys.stderr)
         return 2

@@ -237,89 +237,68 @@ def _variants(template: str, fmt: str, variants: Iterable[str]) -> tuple[Weights
 _MODULES = "yolo_mobilevit.modules"
 _CONVERT = "yolo_mobilevit.convert"
 
-MOBILEVIT = register_family(
-    FamilySpec(
-        key="mobilevit",
-        name="MobileViT",
-        rows=("MobileViTStage",),
-        extends=("mobilenetv2",),
-        converter=f"{_CONVERT}.mobilevit",
-        formats=("timm-mobilevit", "cvnets-mobilevit"),
-        weights=_variants("timm/mobilevit_{}.cvnets_in1k", "timm-mobilevit", ("xxs", "xs", "s")),
-        attention=(f"{_MODULES}.mobilevit:MobileViTBlock",),
-        openvino_transformer=True,
-        flagships=("yolov8n-mobilevit.yaml", "yolo26n-mobilevit.yaml"),
-        export_config="yolov8-mobilevit.yaml",
-        marker="o",
+
+def _mobilevit(key: str, name: str, variants: Iterable[str], flagships: tuple[str, ...], marker: str) -> FamilySpec:
+    """MobileViT v1 or v2 (``key`` "mobilevit" / "mobilevitv2"), which share a layout: a ``{name}Stage`` row on
+    MobileNetV2's MV2 blocks, attention in ``modules/{key}.py``'s ``{name}Block``, timm and ml-cvnets checkpoints
+    (``convert/mobilevit.py``), timm's ``{key}_{variant}.cvnets_in1k`` weights, ``yolov8-{key}.yaml`` for exports."""
+    return register_family(
+        FamilySpec(
+            key=key,
+            name=name,
+            rows=(f"{name}Stage",),
+            extends=("mobilenetv2",),
+            converter=f"{_CONVERT}.mobilevit",
+            formats=(f"timm-{key}", f"cvnets-{key}"),
+            weights=_variants(f"timm/{key}_{{}}.cvnets_in1k", f"timm-{key}", variants),
+            attention=(f"{_MODULES}.{key}:{name}Block",),
+            openvino_transformer=True,
+            flagships=flagships,
+            export_config=f"yolov8-{key}.yaml",
+            marker=marker,
+        )
     )
+
+
+def _mobilenet(name: str, row: str, formats: tuple[str, ...], *weights: Weights, **traits: Any) -> FamilySpec:
+    """A MobileNet generation (key: ``name`` in lower case): its stage row, converted by ``convert/mobilenet.py``,
+    listed and plotted together as MobileNet."""
+    spec = FamilySpec(name.lower(), name, (row,), converter=f"{_CONVERT}.mobilenet", formats=formats, weights=weights,
+                      group="MobileNet", marker="^", **traits)  # fmt: skip
+    return register_family(spec)
+
+
+MOBILEVIT = _mobilevit(
+    "mobilevit", "MobileViT", ("xxs", "xs", "s"), ("yolov8n-mobilevit.yaml", "yolo26n-mobilevit.yaml"), "o"
 )
-MOBILEVITV2 = register_family(
-    FamilySpec(
-        key="mobilevitv2",
-        name="MobileViTv2",
-        rows=("MobileViTv2Stage",),
-        extends=("mobilenetv2",),
-        converter=f"{_CONVERT}.mobilevit",
-        formats=("timm-mobilevitv2", "cvnets-mobilevitv2"),
-        weights=_variants(
-            "timm/mobilevitv2_{}.cvnets_in1k", "timm-mobilevitv2", ("050", "075", "100", "125", "150", "175", "200")
-        ),
-        attention=(f"{_MODULES}.mobilevitv2:MobileViTv2Block",),
-        openvino_transformer=True,
-        flagships=("yolo26n-mobilevitv2.yaml",),
-        export_config="yolov8-mobilevitv2.yaml",
-        marker="D",
-    )
+MOBILEVITV2 = _mobilevit(
+    "mobilevitv2", "MobileViTv2", ("050", "075", "100", "125", "150", "175", "200"), ("yolo26n-mobilevitv2.yaml",), "D"
 )
-MOBILENETV1 = register_family(
-    FamilySpec(
-        key="mobilenetv1",
-        name="MobileNetV1",
-        rows=("MobileNetV1Stage",),
-        converter=f"{_CONVERT}.mobilenet",
-        formats=("timm-mobilenetv1",),
-        weights=(Weights("100", "timm/mobilenetv1_100.ra4_e3600_r224_in1k", "timm-mobilenetv1", "inception"),),
-        group="MobileNet",
-        marker="^",
-    )
+MOBILENETV1 = _mobilenet(
+    "MobileNetV1",
+    "MobileNetV1Stage",
+    ("timm-mobilenetv1",),
+    Weights("100", "timm/mobilenetv1_100.ra4_e3600_r224_in1k", "timm-mobilenetv1", "inception"),
 )
-MOBILENETV2 = register_family(
-    FamilySpec(
-        key="mobilenetv2",
-        name="MobileNetV2",
-        rows=("MV2Stage",),
-        converter=f"{_CONVERT}.mobilenet",
-        formats=("torchvision-mobilenet_v2", "timm-mobilenetv2"),
-        weights=(Weights("100", "torchvision/mobilenet_v2.IMAGENET1K_V2", "torchvision-mobilenet_v2", "imagenet"),),
-        group="MobileNet",
-        marker="^",
-    )
+MOBILENETV2 = _mobilenet(
+    "MobileNetV2",
+    "MV2Stage",
+    ("torchvision-mobilenet_v2", "timm-mobilenetv2"),
+    Weights("100", "torchvision/mobilenet_v2.IMAGENET1K_V2", "torchvision-mobilenet_v2", "imagenet"),
 )
-MOBILENETV3 = register_family(
-    FamilySpec(
-        key="mobilenetv3",
-        name="MobileNetV3",
-        rows=("MobileNetV3Stage",),
-        converter=f"{_CONVERT}.mobilenet",
-        formats=(
-            "torchvision-mobilenet_v3_large",
-            "torchvision-mobilenet_v3_small",
-            "timm-mobilenetv3_large",
-            "timm-mobilenetv3_small",
-        ),
-        weights=(
-            Weights(
-                "large", "torchvision/mobilenet_v3_large.IMAGENET1K_V2", "torchvision-mobilenet_v3_large", "imagenet"
-            ),
-            Weights(
-                "small", "torchvision/mobilenet_v3_small.IMAGENET1K_V1", "torchvision-mobilenet_v3_small", "imagenet"
-            ),
-        ),
-        flagships=("yolo26n-mobilenetv3-large.yaml",),
-        export_config="yolov8-mobilenetv3-large.yaml",
-        group="MobileNet",
-        marker="^",
-    )
+MOBILENETV3 = _mobilenet(
+    "MobileNetV3",
+    "MobileNetV3Stage",
+    (
+        "torchvision-mobilenet_v3_large",
+        "torchvision-mobilenet_v3_small",
+        "timm-mobilenetv3_large",
+        "timm-mobilenetv3_small",
+    ),
+    Weights("large", "torchvision/mobilenet_v3_large.IMAGENET1K_V2", "torchvision-mobilenet_v3_large", "imagenet"),
+    Weights("small", "torchvision/mobilenet_v3_small.IMAGENET1K_V1", "torchvision-mobilenet_v3_small", "imagenet"),
+    flagships=("yolo26n-mobilenetv3-large.yaml",),
+    export_config="yolov8-mobilenetv3-large.yaml",
 )
 MOBILEFORMER = register_family(
     FamilySpec(

@@ -210,6 +210,16 @@ def _torchvision_v3(size: str, last: int) -> MobileNetFormat:
     )
 
 
+def _timm(
+    model: str, detect: Callable[[StateDict], bool], norms: tuple[str, ...], ignored: tuple[str, ...], head: HeadSource
+) -> MobileNetFormat:
+    """timm's ``{model}`` (format ``timm-{model}`` less the ``_100`` width suffix): :func:`timm_blocks`, BN eps 1e-5."""
+    name = f"timm-{model.removesuffix('_100')}"
+    return MobileNetFormat(
+        name, f"timm {model} state_dict", detect, timm_blocks, 1e-5, norms, ignored, _TIMM, (model,), head
+    )
+
+
 FORMATS = (
     MobileNetFormat(
         name="torchvision-mobilenet_v2",
@@ -225,62 +235,37 @@ FORMATS = (
     ),
     _torchvision_v3("large", last=16),
     _torchvision_v3("small", last=12),
-    MobileNetFormat(
-        name="timm-mobilenetv1",
-        description="timm mobilenetv1_100 state_dict",
-        detect=_has("conv_stem.weight", "blocks.4.1.conv_pw.weight", without=("blocks.1.0.conv_pwl.weight",)),
-        blocks=timm_blocks,
-        bn_eps=1e-5,
+    _timm(
+        "mobilenetv1_100",
+        _has("conv_stem.weight", "blocks.4.1.conv_pw.weight", without=("blocks.1.0.conv_pwl.weight",)),
         norms=("inception",),
         ignored=("classifier.",),
-        library=_TIMM,
-        names=("mobilenetv1_100",),
         head=HeadSource(fc="classifier"),
     ),
-    MobileNetFormat(
-        name="timm-mobilenetv2",
-        description="timm mobilenetv2_100 state_dict",
-        detect=_has(
+    _timm(
+        "mobilenetv2_100",
+        _has(
             "conv_stem.weight",
             "blocks.6.0.conv_pwl.weight",
             "bn2.weight",
             without=("blocks.7.0.conv_pwl.weight", "blocks.2.0.se.conv_reduce.weight"),  # EfficientNets
         ),
-        blocks=timm_blocks,
-        bn_eps=1e-5,
         norms=("imagenet",),
         ignored=("conv_head.", "bn2.", "classifier."),
-        library=_TIMM,
-        names=("mobilenetv2_100",),
         head=HeadSource(fc="classifier", conv="conv_head", bn="bn2"),
     ),
-    MobileNetFormat(
-        name="timm-mobilenetv3_large",
-        description="timm mobilenetv3_large_100 state_dict",
-        detect=_has("conv_stem.weight", "blocks.6.0.conv.weight", "conv_head.bias"),
-        blocks=timm_blocks,
-        bn_eps=1e-5,
+    _timm(
+        "mobilenetv3_large_100",
+        _has("conv_stem.weight", "blocks.6.0.conv.weight", "conv_head.bias"),
         norms=("imagenet", "inception", "raw"),  # ra_in1k, ra4_e3600_r224_in1k, miil_in21k*
         ignored=("blocks.6.", "conv_head.", "classifier."),
-        library=_TIMM,
-        names=("mobilenetv3_large_100",),
         head=HeadSource(fc="classifier", conv="blocks.6.0.conv", bn="blocks.6.0.bn1", hidden="conv_head", bn_eps=1e-5),
     ),
-    MobileNetFormat(
-        name="timm-mobilenetv3_small",
-        description="timm mobilenetv3_small_100 state_dict",
-        detect=_has(
-            "conv_stem.weight",
-            "blocks.5.0.conv.weight",
-            "conv_head.bias",
-            without=("blocks.6.0.conv.weight",),
-        ),
-        blocks=timm_blocks,
-        bn_eps=1e-5,
+    _timm(
+        "mobilenetv3_small_100",
+        _has("conv_stem.weight", "blocks.5.0.conv.weight", "conv_head.bias", without=("blocks.6.0.conv.weight",)),
         norms=("imagenet",),
         ignored=("blocks.5.", "conv_head.", "classifier."),
-        library=_TIMM,
-        names=("mobilenetv3_small_100",),
         head=HeadSource(fc="classifier", conv="blocks.5.0.conv", bn="blocks.5.0.bn1", hidden="conv_head", bn_eps=1e-5),
     ),
 )

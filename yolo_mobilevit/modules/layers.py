@@ -206,6 +206,13 @@ class MV2DownsampleStage(YamlModule):
     (B, c1, H, W) -> (B, c2, ceil(H/2), ceil(W/2)).
     """
 
+    #: The leading YAML arguments of the transformer stages built on this one (MobileViT v1 and v2): ``d``, the
+    #: transformer width (scaled with the YAML width like c2), and ``depth``, the paper's L.
+    transformer_args: ClassVar = (
+        Arg("d", int, bound=POSITIVE, scaled=True),
+        Arg("depth", int, bound=AT_LEAST_ONE, old_name="L"),
+    )
+
     @classmethod
     def stride(cls, kwargs: dict[str, Any]) -> int:
         return 2

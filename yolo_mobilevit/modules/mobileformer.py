@@ -90,6 +90,15 @@ class DynamicReLU(nn.Module):
         return torch.maximum(x * a1, x * a2)
 
 
+def _check_divisible(name: str, divisor: str, value: int, **widths: int) -> int:
+    """``value`` (of ``divisor``: "heads", "groups"), checked to divide every one of ``widths``; else a ValueError
+    naming the block ``name``."""
+    bad = {k: v for k, v in widths.items() if v % value}
+    if bad:
+        raise ValueError(f"{name}: widths {bad} are not divisible by {divisor}={value}")
+    return value
+
+
 class MobileToFormer(nn.Module):
     """Mobile->Former cross attention: the tokens gather from the map. x (B, C, H, W), tokens (B, M, d) -> (B, M, d).
 
@@ -101,9 +110,7 @@ class MobileToFormer(nn.Module):
 
     def __init__(self, channels: int, token_dim: int, heads: int = BRIDGE_HEADS) -> None:
         super().__init__()
-        if channels % heads:
-            raise ValueError(f"Mobile->Former bridge: {channels} channels are not divisible by {heads} heads")
-        self.heads = heads
+        self.heads = _check_divisible("Mobile->Former bridge", "heads", heads, channels=channels)
         self.q = nn.Linear(token_dim, channels)
         self.gate = nn.Sequential(nn.Linear(token_dim, channels), nn.Hardsigmoid())
         self.proj = nn.Linear(channels, token_dim)
@@ -126,9 +133,7 @@ class Former(nn.Module):
 
     def __init__(self, token_dim: int, heads: int = FORMER_HEADS, mlp_ratio: float = 2.0) -> None:
         super().__init__()
-        if token_dim % heads:
-            raise ValueError(f"Former: token_dim {token_dim} is not divisible by {heads} heads")
-        self.heads = heads
+        self.heads = _check_divisible("Former", "heads", heads, token_dim=token_dim)
         hidden = int(token_dim * mlp_ratio)
         self.q = nn.Linear(token_dim, token_dim)
         self.proj = nn.Linear(token_dim, token_dim)
@@ -152,9 +157,7 @@ class FormerToMobile(nn.Module):
 
     def __init__(self, channels: int, token_dim: int, heads: int = BRIDGE_HEADS) -> None:
         super().__init__()
-        if channels % heads:
-            raise ValueError(f"Former->Mobile bridge: {channels} channels are not divisible by {heads} heads")
-        self.heads = heads
+        self.heads = _check_divisible("Former->Mobile bridge", "heads", heads, channels=channels)
         self.k = nn.Linear(token_dim, channels)
         self.v = nn.Linear(token_dim, channels)
 
@@ -167,12 +170,6 @@ class FormerToMobile(nn.Module):
         return x + y.transpose(1, 2).reshape(B, C, H, W)
 
 
-def _check_groups(name: str, groups: int, **widths: int) -> None:
-    bad = {k: v for k, v in widths.items() if v % groups}
-    if bad:
-        raise ValueError(f"{name}: widths {bad} are not divisible by groups={groups}")
-
-
 class MobileSubBlock(nn.Module):
     """Stride-1 Mobile sub-block: 1x1 expand -> DynamicReLU -> 3x3 depthwise -> DynamicReLU -> 1x1 linear project,
     + identity when c1 == c2. Grouped 1x1 convs are followed by a channel shuffle.
@@ -182,7 +179,7 @@ class MobileSubBlock(nn.Module):
     def __init__(self, c1: int, c2: int, expansion: float, token_dim: int, groups: int = 1) -> None:
         super().__init__()
         hidden = round(c1 * expansion)
-        _check_groups("MobileFormerBlock", groups, c1=c1, hidden=hidden, c2=c2)
+        _check_divisible("MobileFormerBlock", "groups", groups, c1=c1, hidden=hidden, c2=c2)
         self.use_residual = c1 == c2
         self.expand = ConvBNAct(c1, hidden, kernel=1, act=None, groups=groups)
         self.shuffle1 = _shuffle(groups, groups > 1)
@@ -210,7 +207,7 @@ class MobileDownSubBlock(nn.Module):
     def __init__(self, c1: int, c2: int, e1: int, e2: int, token_dim: int, groups: int = 1, stride: int = 2) -> None:
         super().__init__()
         h1, h2 = c1 * e1, c2 * e2
-        _check_groups("MobileFormerDown", groups, hidden1=h1, hidden2=h2, c2=c2)
+        _check_divisible("MobileFormerDown", "groups", groups, hidden1=h1, hidden2=h2, c2=c2)
         self.dw1 = ConvBNAct(c1, h1, kernel=3, stride=stride, act=None, groups=c1)
         self.shuffle1 = _shuffle(c1, groups > 1)
         self.act1 = DynamicReLU(h1, token_dim)
@@ -297,7 +294,7 @@ class MobileFormerLite(YamlModule):
     def __init__(self, c1: int, c2: int, n: int = 1, expansion: int = 2, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
         hidden = c1 * expansion
-        _check_groups("MobileFormerLite", groups, hidden=hidden, c2=c2)
+        _check_divisible("MobileFormerLite", "groups", groups, hidden=hidden, c2=c2)
         self.use_residual = stride == 1 and c1 == c2
         self.depthwise = ConvBNAct(c1, hidden, kernel=3, stride=stride, act="relu6", groups=c1)
         self.shuffle = _shuffle(c1, groups > 1)

@@ -334,8 +334,7 @@ class MobileViTStage(MV2DownsampleStage):
     """
 
     yaml_args: ClassVar = (
-        Arg("d", int, bound=POSITIVE, scaled=True),
-        Arg("depth", int, bound=AT_LEAST_ONE, old_name="L"),
+        *MV2DownsampleStage.transformer_args,
         Arg("expansion", (int, float), 4, bound=POSITIVE),
         Arg("heads", int, 4, bound=AT_LEAST_ONE),
         Arg("dropout", float, 0.0, bound=PROBABILITY),
@@ -355,8 +354,9 @@ class MobileViTStage(MV2DownsampleStage):
         c1: int,
         c2: int,
         n: int = 1,
-        d: int = 96,
-        depth: int = 2,
+        *,
+        d: int,
+        depth: int,
         expansion: float = 4,
         heads: int = 4,
         dropout: float = 0.0,

@@ -25,7 +25,7 @@ from torch import nn
 
 from .layers import ConvBNAct, MV2DownsampleStage
 from .mobilevit import from_patches, on_patch_grid, to_patches
-from .rows import AT_LEAST_ONE, POSITIVE, PROBABILITY, Arg
+from .rows import POSITIVE, PROBABILITY, Arg
 
 
 class SeparableSelfAttention(nn.Module):
@@ -103,15 +103,14 @@ class MobileViTv2Stage(MV2DownsampleStage):
     """
 
     yaml_args: ClassVar = (
-        Arg("d", int, bound=POSITIVE, scaled=True),
-        Arg("depth", int, bound=AT_LEAST_ONE, old_name="L"),
+        *MV2DownsampleStage.transformer_args,
         Arg("expansion", (int, float), 2, bound=POSITIVE),
         Arg("dropout", float, 0.0, bound=PROBABILITY),
     )
     repeats_doc: ClassVar = "MobileViTv2 blocks after the stride-2 MV2 block"
 
     def __init__(
-        self, c1: int, c2: int, n: int = 1, d: int = 128, depth: int = 2, expansion: float = 2, dropout: float = 0.0
+        self, c1: int, c2: int, n: int = 1, *, d: int, depth: int, expansion: float = 2, dropout: float = 0.0
     ) -> None:
         super().__init__(c1, c2, n, expansion, lambda: MobileViTv2Block(c2, d, depth, dropout))
 
