@@ -261,8 +261,8 @@ def _cmd_cocoeval(args: argparse.Namespace) -> int:
 def _cocoeval_arguments(p: argparse.ArgumentParser) -> None:
     from .tools.cocoeval import KEYS
 
-    p.description += " Settings as KEY=VALUE: " + ", ".join(f"{k}={'' if v is None else v}" for k, v in KEYS.items())
-    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="model=best.pt data=coco8.yaml imgsz=640 ...")
+    keys = ", ".join(f"{k}={'' if v is None else v}" for k, v in KEYS.items())
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help=f"e.g. model=best.pt data=coco8.yaml; keys: {keys}")
 
 
 #: The subcommands: each handler's name after ``_cmd_`` is the command, its docstring the help (first line) and the
