@@ -1,7 +1,7 @@
 """A small real-data protocol that ranks detectors on CPU: several seeds per model, the spread, and which pairs separate.
 
 Usage: python benchmarks/ranking.py [--models M ...] [--seeds 0 1 2] [--epochs 40] [--imgsz 160] [--jobs 2]
-       [--data coco128 folder] [--out DIR] [--pretrained none|imagenet] [--report-only]
+       [--data coco128 folder] [--out DIR] [--pretrained none|imagenet] [--report-only] [--keep-trained]
        [KEY=VALUE train arguments ...]
 
 Protocol (defaults): coco128 from ``../shared/datasets`` (copied into ``DIR/data`` first, so no cache is written
@@ -77,23 +77,29 @@ def coco_ap(best: Path, data: Path, imgsz: int, project: Path, name: str) -> dic
 
 
 def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout: Path) -> dict[str, object]:
-    """Train ``model`` with ``seed``, then validate ``best.pt`` on both splits."""
+    """Train ``model`` with ``seed`` (unless ``--keep-trained`` finds the run trained), then validate ``best.pt`` on
+    both splits."""
     label = Path(model).stem
     project, name = args.out / "runs" / label, f"seed{seed}"
     cmd = [sys.executable, "-m", "yolo_mobilevit.tools.pretraining", args.pretrained]
     cmd += [f"model={model}", f"data={fit}", f"epochs={args.epochs}", f"imgsz={args.imgsz}"]
     cmd += ["batch=16", "single_cls=True", "device=cpu", "workers=0", "plots=False"]
     cmd += [f"seed={seed}", "deterministic=True", f"project={project}", f"name={name}", "exist_ok=True", *args.extra]
-    start = time.perf_counter()
-    with open(args.out / "logs" / f"{label}-seed{seed}.log", "w") as log:
-        subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ})
-    minutes = (time.perf_counter() - start) / 60
-    best = project / name / "weights" / "best.pt"
+    best, results = project / name / "weights" / "best.pt", project / name / "results.csv"
+    if args.keep_trained and best.is_file() and results.is_file():
+        # the training time Ultralytics recorded (its last epoch's cumulative "time", seconds)
+        minutes = float(list(csv.DictReader(results.open()))[-1]["time"]) / 60
+    else:
+        start = time.perf_counter()
+        with open(args.out / "logs" / f"{label}-seed{seed}.log", "w") as log:
+            subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ})
+        minutes = (time.perf_counter() - start) / 60
     scores = {"fit": val_map(best, fit, args.imgsz, project, f"{name}-fit")}
     scores["holdout"] = val_map(best, holdout, args.imgsz, project, f"{name}-holdout")
     scores["holdout"] |= coco_ap(best, holdout, args.imgsz, project, f"{name}-cocoeval")
     pretrained = (project / name / "pretrained.txt").read_text().strip()
-    row = {"model": label, "seed": seed, "minutes": round(minutes, 1), "best": str(best), "pretrained": pretrained}
+    shown = os.path.relpath(best, REPO) if best.is_relative_to(REPO) else str(best)
+    row = {"model": label, "seed": seed, "minutes": round(minutes, 1), "best": shown, "pretrained": pretrained}
     row |= {f"{split} {key}": round(v, 4) for split, s in scores.items() for key, v in s.items()}
     with open(args.out / "runs.jsonl", "a") as f:  # kept as each run ends, so a failed later run loses nothing
         f.write(json.dumps(row) + "\n")
@@ -137,17 +143,24 @@ def main() -> None:
         help="one pretraining policy for every model, as `yolo-mobilevit compare --pretrained` (default none)",
     )
     parser.add_argument("--report-only", action="store_true", help="no training: tabulate DIR/runs.jsonl")
+    parser.add_argument(
+        "--keep-trained",
+        action="store_true",
+        help="score runs already trained under DIR/runs (best.pt and results.csv) without training them again, "
+        "to finish an interrupted ranking; their minutes are Ultralytics' recorded training time",
+    )
     args, extra = parser.parse_known_args()
     if any("=" not in e for e in extra):
         parser.error(f"expected KEY=VALUE train arguments, got {extra}")
     args.extra = extra
+    args.out = args.out.resolve()  # Ultralytics puts a relative project under its runs_dir/<task>
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     fit, holdout = prepare_data(args.data, args.out)
     if args.report_only:  # the runs of runs.jsonl; COCO AP added where a run predates it
         rows = [json.loads(line) for line in (args.out / "runs.jsonl").read_text().splitlines()]
         for r in rows:
             if "holdout coco AP" not in r:
-                best = Path(str(r["best"]))
+                best = REPO / str(r["best"])
                 coco = coco_ap(best, holdout, args.imgsz, best.parents[1].parent, f"{best.parents[1].name}-cocoeval")
                 r |= {f"holdout {k}": round(v, 4) for k, v in coco.items()}
     else:
