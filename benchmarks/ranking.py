@@ -33,7 +33,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,14 +85,11 @@ def run_one(model: str, seed: int, args: argparse.Namespace, fit: Path, holdout:
     cmd += ["batch=16", "single_cls=True", "device=cpu", "workers=0", "plots=False"]
     cmd += [f"seed={seed}", "deterministic=True", f"project={project}", f"name={name}", "exist_ok=True", *args.extra]
     best, results = project / name / "weights" / "best.pt", project / name / "results.csv"
-    if args.keep_trained and best.is_file() and results.is_file():
-        # the training time Ultralytics recorded (its last epoch's cumulative "time", seconds)
-        minutes = float(list(csv.DictReader(results.open()))[-1]["time"]) / 60
-    else:
-        start = time.perf_counter()
+    if not (args.keep_trained and best.is_file() and results.is_file()):
         with open(args.out / "logs" / f"{label}-seed{seed}.log", "w") as log:
             subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ})
-        minutes = (time.perf_counter() - start) / 60
+    # the training time Ultralytics recorded: its last epoch's cumulative "time" (seconds)
+    minutes = float(list(csv.DictReader(results.open()))[-1]["time"]) / 60
     scores = {"fit": val_map(best, fit, args.imgsz, project, f"{name}-fit")}
     scores["holdout"] = val_map(best, holdout, args.imgsz, project, f"{name}-holdout")
     scores["holdout"] |= coco_ap(best, holdout, args.imgsz, project, f"{name}-cocoeval")
@@ -147,7 +143,7 @@ def main() -> None:
         "--keep-trained",
         action="store_true",
         help="score runs already trained under DIR/runs (best.pt and results.csv) without training them again, "
-        "to finish an interrupted ranking; their minutes are Ultralytics' recorded training time",
+        "to finish an interrupted ranking; minutes are always the training time Ultralytics recorded",
     )
     args, extra = parser.parse_known_args()
     if any("=" not in e for e in extra):
