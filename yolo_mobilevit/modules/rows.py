@@ -106,8 +106,8 @@ class YamlModule(ChannelsLastOnCPU):
 
     Subclasses set ``yaml_args`` (the arguments after ``c2``) and are then registered under their class name.
     ``__init__(c1, c2, n, **kwargs)`` receives the injected input channels, the scaled output channels and the
-    depth-scaled repeats, then every ``yaml_args`` entry by name (defaults filled in), so rows take them
-    keyword-only and leave those the schema requires without a default.
+    depth-scaled repeats, then every ``yaml_args`` entry by name (defaults filled in). A row whose schema
+    requires an argument takes its arguments keyword-only, with no default for the required ones.
     """
 
     yaml_args: ClassVar[tuple[Arg, ...] | None] = None
