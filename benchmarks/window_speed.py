@@ -4,9 +4,10 @@ same YOLOv8 neck, YOLOv8n and YOLO26n, in one process, every model timed round-r
 1. outputs: P3/P4/P5 of the windowed flagship against the global one on the same converted weights (a timm
    ``mobilevit_xs`` with seeded random weights: no download), at 256 (equal: every map fits one window), 640, 1280;
 2. PyTorch eager latency, fp32, batch 1, ``model.fuse()``, ``--threads`` threads, at ``--sizes``;
-3. OpenVINO fp32 latency at 640 (``format=openvino`` static exports, compiled with ``INFERENCE_PRECISION_HINT=f32``
-   so that CPUs with AMX / AVX512-BF16 do not run them in bf16);
-4. a training step (forward, loss, backward; batch 8 at 320, fp32, ``--threads`` threads).
+3. a training step (forward, loss, backward; batch 8 at 320, fp32, ``--threads`` threads);
+4. OpenVINO fp32 latency at 640 (``format=openvino`` static exports, compiled with ``INFERENCE_PRECISION_HINT=f32``
+   so that CPUs with AMX / AVX512-BF16 do not run them in bf16). Last: once OpenVINO has run, its CPU plugin's
+   threads slow PyTorch in the same process (every model's training step about 1.5x slower).
 
     python benchmarks/window_speed.py --out benchmarks/results/window_speed.md
 
@@ -22,6 +23,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,8 +97,9 @@ def output_differences(models: dict[str, nn.Module], sizes: list[int]) -> list[s
     return rows
 
 
-def eager_latency(runs: dict[str, nn.Module], sizes: list[int], repeats: int, warmup: int) -> dict[str, list[float]]:
-    ms: dict[str, list[float]] = {name: [] for name in runs}
+def eager_latency(runs: dict[Any, nn.Module], sizes: list[int], repeats: int, warmup: int) -> dict[Any, list[float]]:
+    """Median ms of every model of ``runs`` at each size (eager, inference mode, round-robin), by ``runs``' keys."""
+    ms: dict[Any, list[float]] = {name: [] for name in runs}
     for size in sizes:
         x = torch.rand(1, 3, size, size)
         with torch.inference_mode():
@@ -162,12 +165,17 @@ def fused_models(timm_features: nn.Module, converted: dict[str, nn.Module]) -> d
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_timing_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every CPU speed script here shares: input sizes, threads, timed and warm-up runs."""
     ap.add_argument("--sizes", nargs="+", type=int, default=[320, 640, 960, 1280])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_timing_arguments(ap)
     ap.add_argument("--skip", nargs="*", default=[], choices=["eager", "openvino", "train"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "window_speed.md")
     args = ap.parse_args()
@@ -222,20 +230,6 @@ def main() -> None:
             + " | ".join(f"{t / g:.2f}x" for t, g in zip(ms[timm_name], ms["flagship windowed"]))
             + " |",
         ]
-    if "openvino" not in args.skip:
-        files = {"yolov8n": folder / "yolov8n.pt", "yolo26n": folder / "yolo26n.pt"}
-        for name, path in files.items():
-            YOLO(f"{name}.yaml").save(path)
-        files |= {"flagship (global)": folder / f"{GLOBAL}.pt", "flagship windowed": folder / f"{WINDOWED}.pt"}
-        ov = openvino_latency(files, 640, args.threads, args.repeats, args.warmup)
-        lines += [
-            "",
-            "## OpenVINO fp32 at 640 (INFERENCE_PRECISION_HINT=f32), ms",
-            "",
-            "| model | ms | / yolov8n |",
-            "|---|---|---|",
-            *(f"| {k} | {v:.0f} | {v / ov['yolov8n']:.2f}x |" for k, v in ov.items()),
-        ]
     if "train" not in args.skip:
         hybrid_detector = YOLO(str(folder / f"{GLOBAL}.pt")).model.float()
         plain = {
@@ -257,6 +251,20 @@ def main() -> None:
             "| model | img/s | / timm |",
             "|---|---|---|",
             *(f"| {k} | {v:.2f} | {v / timm_ips:.2f}x |" for k, v in ips.items()),
+        ]
+    if "openvino" not in args.skip:
+        files = {"yolov8n": folder / "yolov8n.pt", "yolo26n": folder / "yolo26n.pt"}
+        for name, path in files.items():
+            YOLO(f"{name}.yaml").save(path)
+        files |= {"flagship (global)": folder / f"{GLOBAL}.pt", "flagship windowed": folder / f"{WINDOWED}.pt"}
+        ov = openvino_latency(files, 640, args.threads, args.repeats, args.warmup)
+        lines += [
+            "",
+            "## OpenVINO fp32 at 640 (INFERENCE_PRECISION_HINT=f32), ms",
+            "",
+            "| model | ms | / yolov8n |",
+            "|---|---|---|",
+            *(f"| {k} | {v:.0f} | {v / ov['yolov8n']:.2f}x |" for k, v in ov.items()),
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .cpu_layout import applies, conv_act
+from .cpu_layout import applies, conv_act, fusable, hooked, input_rows, row_bands
 from .rows import AT_LEAST_ONE, MOMENTUM, POSITIVE, Arg, YamlModule
 
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {
@@ -90,6 +91,11 @@ class ConvBNAct(YamlModule):
     def is_fused(self) -> bool:
         return not isinstance(self.bn, nn.BatchNorm2d)
 
+    def runs_fused(self, x: torch.Tensor) -> bool:
+        """Whether a caller may run this module on ``x`` as :func:`conv_act` (it is fused, the post-op applies and
+        no forward hook expects the module to be called). Callers have checked :func:`applies`."""
+        return self.is_fused and fusable(self.conv, self.act, x) and not hooked(self)
+
     @torch.no_grad()
     def fuse(self) -> ConvBNAct:
         """Fold the BatchNorm's running statistics into the conv (inference only); ``bn`` becomes an Identity.
@@ -163,7 +169,41 @@ class InvertedResidual(nn.Module):
         self.project = ConvBNAct(hidden, c2, kernel=1, act=None, **bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bands = self.cpu_bands(x) if applies(self, x) else None
+        if bands is not None:
+            return self.forward_in_bands(x, bands)
         y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.use_residual else y
+
+    def cpu_bands(self, x: torch.Tensor) -> list[tuple[int, int]] | None:
+        """The bands of output rows in which CPU inference computes this block on ``x`` (:func:`row_bands`), or
+        None to compute it whole: a small map, a squeeze-excite (it pools the whole map), a dilated depthwise conv,
+        or a conv that does not run fused."""
+        convs = [m for m in (self.expand, self.depthwise, self.project) if not isinstance(m, nn.Identity)]
+        dw = self.depthwise.conv
+        if not isinstance(self.se, nn.Identity) or dw.dilation != (1, 1) or not all(m.runs_fused(x) for m in convs):
+            return None
+        out_rows = (x.shape[2] + 2 * dw.padding[0] - dw.kernel_size[0]) // dw.stride[0] + 1
+        bands = row_bands(out_rows, dw.in_channels * x.shape[3] * x.element_size(), dw.stride[0])
+        return bands if len(bands) > 1 else None
+
+    def forward_in_bands(self, x: torch.Tensor, bands: list[tuple[int, int]]) -> torch.Tensor:
+        """:meth:`forward` one band of output rows at a time, so the expanded map (B, hidden, H, W) only ever exists
+        a band at a time: each band expands the input rows its depthwise conv reads, pads with zero rows where the
+        band meets the map's edge (the depthwise conv's own padding) and projects. Equal up to float rounding."""
+        dw = self.depthwise.conv
+        (kernel, _), (stride, _), (pad_rows, pad_cols) = dw.kernel_size, dw.stride, dw.padding
+        out = []
+        for band in bands:
+            first, stop, top, bottom = input_rows(band, x.shape[2], kernel, stride, pad_rows)
+            y = x[:, :, first:stop]
+            if not isinstance(self.expand, nn.Identity):
+                y = conv_act(self.expand.conv, self.expand.act, y)
+            if top or bottom:
+                y = F.pad(y, (0, 0, top, bottom))
+            y = conv_act(dw, self.depthwise.act, y, padding=(0, pad_cols))
+            out.append(conv_act(self.project.conv, self.project.act, y))
+        y = torch.cat(out, dim=2)
         return x + y if self.use_residual else y
 
 
