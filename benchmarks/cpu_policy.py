@@ -3,7 +3,8 @@ it off, in one process, every configuration timed round-robin:
 
 1. inference (fused, eval, batch 1, fp32): the global and windowed flagships with the policy as shipped, with
    inverted residuals computed whole instead of in bands of rows, and with the whole policy off (NCHW, no post-ops);
-2. a training step (forward, loss, backward; batch 8 at 320): plugin rows in channels-last memory against NCHW.
+2. a training step (forward, loss, backward; batch 8 at 320) of every family: plugin rows in channels-last memory
+   against NCHW.
 
     python benchmarks/cpu_policy.py --out benchmarks/results/cpu_policy.md
 
@@ -32,6 +33,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from window_speed import GLOBAL, WINDOWED, add_timing_arguments, eager_latency, training_step
 
+#: The training table: the flagships, then one config of every other family.
+TRAIN_CONFIGS = [
+    GLOBAL,
+    WINDOWED,
+    "yolov8n-mobilevit-xxs.yaml",
+    "yolov8n-mobilevitv2.yaml",
+    "yolov8n-mobilenetv1.yaml",
+    "yolov8n-mobilenetv2.yaml",
+    "yolov8n-mobilenetv3-large.yaml",
+    "yolov8n-mobileformer-151m.yaml",
+]
 #: name -> (channels-last and post-ops on, inverted residuals in bands)
 POLICIES = {"shipped": (True, True), "no bands": (True, False), "policy off": (False, False)}
 
@@ -76,27 +88,29 @@ def inference(sizes: list[int], repeats: int, warmup: int) -> list[str]:
     return rows
 
 
-def training(repeats: int) -> list[str]:
+def training(configs: list[str], repeats: int) -> list[str]:
+    """Per config, a training step with the plugin rows channels-last (shipped) and in NCHW, round-robin."""
     from ultralytics import YOLO
 
-    model = YOLO(GLOBAL).model.float()
-    plain = copy.deepcopy(model)
-    runs = {
-        "channels-last rows (shipped)": (model, model),
-        "NCHW (policy off)": (UnderPolicy(plain, False, False), plain),
-    }
-    ips = training_step(runs, 8, 320, repeats, 1)
-    shipped = ips["channels-last rows (shipped)"]
-    return [
-        "| policy | img/s | / shipped |",
-        "|---|---|---|",
-        *(f"| {k} | {v:.2f} | {v / shipped:.2f}x |" for k, v in ips.items()),
+    rows = [
+        "| model | channels-last rows (shipped), img/s | NCHW (policy off), img/s | speed-up |",
+        "|---|---|---|---|",
     ]
+    for cfg in configs:
+        model = YOLO(cfg).model.float()
+        plain = copy.deepcopy(model)
+        ips = training_step(
+            {"shipped": (model, model), "off": (UnderPolicy(plain, False, False), plain)}, 8, 320, repeats, 1
+        )
+        rows.append(f"| {cfg} | {ips['shipped']:.2f} | {ips['off']:.2f} | {ips['shipped'] / ips['off']:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_timing_arguments(ap)
+    ap.add_argument("--train-configs", nargs="+", default=TRAIN_CONFIGS)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu_policy.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,7 +131,7 @@ def main() -> None:
         "",
         "## Training step (forward, loss, backward), batch 8 at 320",
         "",
-        *training(max(2, args.repeats // 2)),
+        *training(args.train_configs, max(2, args.repeats // 2)),
         "",
         f"Load average after: {os.getloadavg()[0]:.1f}.",
     ]

@@ -1,12 +1,13 @@
 """Params, GFLOPs and (optionally) CPU latency of the shipped configs beside stock YOLOv8n, YOLO11n and YOLO26n.
 
-Usage: python benchmarks/model_table.py [--imgsz 640] [--configs CFG ...] [--latency [--threads 2] [--repeats 20]
-       [--warmup 3]] [--out FILE.md]
+Usage: python benchmarks/model_table.py [--imgsz 640] [--configs CFG ...] [--latency [--fuse] [--threads 2]
+       [--repeats 20] [--warmup 3]] [--out FILE.md]
 
 GFLOPs = 2 x multiply-accumulates, two ways: Ultralytics' figure (thop: what `yolo` prints; it does not see fused
 attention kernels) and torch's FLOP counter with attention added (what the hardware computes).
-Latency: batch 1, fp32, PyTorch eager (`torch.inference_mode`; no BN folding for any model, since Ultralytics'
-`fuse()` only folds its own conv classes), `--threads` intra-op threads, median and minimum of `--repeats` timed
+Latency: batch 1, fp32, PyTorch eager (`torch.inference_mode`; with `--fuse` every model is timed after
+`model.fuse()`, BatchNorms folded as `yolo predict` / `val` run it, the plugin's rows included; params and GFLOPs are
+always the unfused model's), `--threads` intra-op threads, median and minimum of `--repeats` timed
 forwards taken round-robin over the models (background load falls on every model alike) after `--warmup` ones;
 with `--reference MODEL` (one of the configs) two columns give each model's median and minimum as multiples of that
 model's (on a loaded machine the two differ where the load changed during the run: read them as a range).
@@ -16,6 +17,7 @@ The note under the table records the load average before and after the timing (t
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 from functools import partial
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--configs", nargs="*", default=None, help="model YAMLs (default: yolov8n, yolo11n, cfg/*)")
     parser.add_argument("--latency", action="store_true", help="also time batch-1 CPU forwards")
+    parser.add_argument("--fuse", action="store_true", help="with --latency: time every model fused (as yolo predict)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -103,13 +106,15 @@ def main() -> None:
         parser.error(f"--reference {args.reference} is not among the configs: {' '.join(names)}")
     models = [build(c) for c in names]
     load_before = load_average()
-    times = latencies(models, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
+    timed = [copy.deepcopy(m).fuse(verbose=False) for m in models] if args.fuse else models
+    times = latencies(timed, args.imgsz, args.repeats, args.warmup) if args.latency else [None] * len(models)
     reference = (args.reference, times[names.index(args.reference)]) if args.latency and args.reference else None
     table = markdown([row(c, m, args.imgsz, t, reference) for c, m, t in zip(names, models, times)])
     note = f"{args.imgsz}x{args.imgsz}, torch {torch.__version__}, {args.threads} threads"
     if args.latency:
         note += (
-            f", batch 1 fp32 eager, median/min of {args.repeats} after {args.warmup} warm-up runs, all models"
+            f", batch 1 fp32 eager{', fused' if args.fuse else ''}, median/min of {args.repeats} after {args.warmup}"
+            " warm-up runs, all models"
             f" round-robin in one process; load average (1/5/15 min) {load_before} before the timing,"
             f" {load_average()} after ({os.cpu_count()} CPUs, shared with other jobs)"
         )
