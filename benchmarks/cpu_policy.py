@@ -50,6 +50,7 @@ POLICIES = {"shipped": (True, True), "no bands": (True, False), "policy off": (F
 
 @contextmanager
 def policy(enabled: bool, bands: bool) -> Iterator[None]:
+    """The CPU policy on or off (``enabled``) and inverted residuals in bands or whole, restored on exit."""
     saved = cpu_layout.ENABLED, cpu_layout.BANDED_ABOVE
     cpu_layout.ENABLED, cpu_layout.BANDED_ABOVE = enabled, saved[1] if bands else 1 << 62
     try:
