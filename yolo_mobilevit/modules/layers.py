@@ -179,13 +179,13 @@ class InvertedResidual(nn.Module):
         """The bands of output rows in which CPU inference computes this block on ``x`` (:func:`row_bands`), or
         None to compute it whole: a small map, a squeeze-excite (it pools the whole map), a dilated depthwise conv,
         or a conv that does not run fused."""
-        convs = [m for m in (self.expand, self.depthwise, self.project) if not isinstance(m, nn.Identity)]
         dw = self.depthwise.conv
-        if not isinstance(self.se, nn.Identity) or dw.dilation != (1, 1) or not all(m.runs_fused(x) for m in convs):
-            return None
         out_rows = (x.shape[2] + 2 * dw.padding[0] - dw.kernel_size[0]) // dw.stride[0] + 1
         bands = row_bands(out_rows, dw.in_channels * x.shape[3] * x.element_size(), dw.stride[0])
-        return bands if len(bands) > 1 else None
+        if len(bands) == 1 or not isinstance(self.se, nn.Identity) or dw.dilation != (1, 1):
+            return None  # the size first: most maps are small, and the checks below look up hooks
+        convs = [m for m in (self.expand, self.depthwise, self.project) if not isinstance(m, nn.Identity)]
+        return bands if all(m.runs_fused(x) for m in convs) else None
 
     def forward_in_bands(self, x: torch.Tensor, bands: list[tuple[int, int]]) -> torch.Tensor:
         """:meth:`forward` one band of output rows at a time, so the expanded map (B, hidden, H, W) only ever exists
